@@ -75,3 +75,5 @@ ARMS: Registry[Arm] = Registry("arm")
 
 def make_arm(config: ArmConfig) -> Arm:
     return ARMS.create(config.type, config)
+ARMS.register("synthetic", "wovr_core.hardware.synthetic:SyntheticArm")
+ARMS.register("franka", "wovr_core.hardware.franka:FrankaArm")

@@ -74,3 +74,5 @@ CAMERAS: Registry[Camera] = Registry("camera")
 
 def make_camera(config: CameraConfig) -> Camera:
     return CAMERAS.create(config.type, config)
+CAMERAS.register("synthetic", "wovr_core.hardware.synthetic:SyntheticCamera")
+CAMERAS.register("realsense", "wovr_core.hardware.realsense:RealSenseCamera")

@@ -44,6 +44,9 @@ class Teleop(abc.ABC):
     @abc.abstractmethod
     def connect(self) -> None: ...
 
+    def observe(self, observation) -> None:  # noqa: B027 - optional hook, a no-op for real devices
+        """Receive the latest observation before ``poll`` (scripted experts act on it; devices ignore it)."""
+
     @abc.abstractmethod
     def poll(self) -> TeleopCommand:
         """Non-blocking: the current command and the events since the last poll."""
@@ -57,3 +60,6 @@ TELEOPS: Registry[Teleop] = Registry("teleop")
 
 def make_teleop(config: TeleopConfig) -> Teleop:
     return TELEOPS.create(config.type, config)
+TELEOPS.register("keyboard", "wovr_core.hardware.keyboard:KeyboardTeleop")
+TELEOPS.register("spacemouse", "wovr_core.hardware.spacemouse:SpaceMouseTeleop")
+TELEOPS.register("scripted", "wovr_core.hardware.scripted:ScriptedTeleop")
