@@ -85,7 +85,9 @@ def main() -> None:
         "parallel_workers": args.workers,
         "parallel_steps_per_s": round(par, 2),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "mujoco_gl": os.environ.get("MUJOCO_GL", "egl")},
+                    "mujoco_gl": os.environ.get("MUJOCO_GL", "egl"),
+                    # Other work on the machine slows rendering a lot: keep the figure honest about it.
+                    "load_average_1min_at_end": round(os.getloadavg()[0], 2)},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
