@@ -179,13 +179,18 @@ class PolicyClient:
                 self._ensure_connected()
                 assert self._ws is not None
                 request_id = next(self._ids)
+                payload = protocol.encode({**message, "id": request_id})
+                limit = (self._metadata or {}).get("server", {}).get("max_request_bytes")
+                if limit is not None and len(payload) > limit:
+                    # Refused here: sending it would only make the server drop the connection mid-frame.
+                    raise ServerError(413, f"message of {len(payload)} bytes is over the server limit "
+                                           f"({limit} bytes)")
                 try:
-                    self._ws.send(protocol.encode({**message, "id": request_id}))
+                    self._ws.send(payload)
                     reply = self._receive(request_id)
                 except ConnectionClosed as e:
                     self._drop_connection()
                     if e.rcvd is not None and e.rcvd.code == MESSAGE_TOO_BIG:
-                        limit = (self._metadata or {}).get("server", {}).get("max_request_bytes")
                         raise ServerError(413, f"message too big for the server (limit {limit} bytes)") from None
                     if attempt == 2:
                         raise ConnectionLost(f"connection to {self.url} lost twice: {e}") from None

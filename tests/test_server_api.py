@@ -13,6 +13,7 @@ import msgpack
 import numpy as np
 import pytest
 from server_harness import TOKEN, running_server
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from policy_server import protocol
@@ -152,13 +153,26 @@ def test_malformed_ws_frames_get_an_error_reply(server, frame, status, match):
     assert match in reply["detail"]
 
 
-def test_oversized_ws_message_is_refused_and_the_client_recovers(server, obs):
+def test_oversized_request_is_refused_by_the_client_before_sending(server, obs):
     with server.client() as client:
         huge = obs | {"padding": np.zeros(2 * 2**20, np.uint8)}
         with pytest.raises(ServerError) as error:
             client.infer(huge)
         assert error.value.status == 413 and "limit" in error.value.detail
-        assert client.infer(obs)["actions"].shape == (8, 7)  # reconnected
+        assert client.infer(obs)["actions"].shape == (8, 7)
+        assert client.reconnects == 0
+
+
+def test_oversized_ws_frame_closes_only_that_connection(server, obs):
+    """A client that ignores the advertised limit loses its connection (close 1009 or a reset, depending on
+    how far the frame got), and the server keeps serving everyone else."""
+    with connect(server.ws_url, compression=None, max_size=None) as ws:
+        limit = protocol.decode(ws.recv(timeout=10))["metadata"]["server"]["max_request_bytes"]
+        with pytest.raises((ConnectionClosed, OSError)):
+            ws.send(b"\0" * (limit + 1))
+            ws.recv(timeout=10)
+    with server.client() as client:
+        assert client.infer(obs)["actions"].shape == (8, 7)
 
 
 @pytest.mark.parametrize("content, headers, status, match", [
