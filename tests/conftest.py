@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
+
+import pytest
 
 # Set before anything imports MuJoCo, robosuite or rclpy.
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", str(40 + os.getpid() % 50))
+# Tests that start ROS processes take a domain from ``ros_domain`` (60..101); anything else stays below.
+os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 50))
+
+
+@pytest.fixture
+def ros_domain():
+    """A ROS_DOMAIN_ID held by this test alone, machine-wide (parallel sessions never cross-talk)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "robot_ws" / "src" / "wovr"))
+    from wovr.launching import reserved_domain
+
+    with reserved_domain() as domain_id:
+        yield domain_id

@@ -145,7 +145,7 @@ def coerce(value: Any, tp: Any, key: str = "value") -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{key!r}: expected {len(args)} items, got {len(value)}")
-            return tuple(coerce(v, a, key) for v, a in zip(value, args))
+            return tuple(coerce(v, a, key) for v, a in zip(value, args, strict=True))
         item_type = args[0] if args else Any
         items = [coerce(v, item_type, key) for v in value]
         return tuple(items) if origin is tuple else items

@@ -77,3 +77,4 @@ def make_arm(config: ArmConfig) -> Arm:
     return ARMS.create(config.type, config)
 ARMS.register("synthetic", "wovr_core.hardware.synthetic:SyntheticArm")
 ARMS.register("franka", "wovr_core.hardware.franka:FrankaArm")
+ARMS.register("sim", "wovr_core.hardware.sim:SimArm")

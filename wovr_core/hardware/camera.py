@@ -76,3 +76,4 @@ def make_camera(config: CameraConfig) -> Camera:
     return CAMERAS.create(config.type, config)
 CAMERAS.register("synthetic", "wovr_core.hardware.synthetic:SyntheticCamera")
 CAMERAS.register("realsense", "wovr_core.hardware.realsense:RealSenseCamera")
+CAMERAS.register("sim", "wovr_core.hardware.sim:SimCamera")

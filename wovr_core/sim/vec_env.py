@@ -67,13 +67,13 @@ class TwinPool:
         return payload
 
     def reset(self, init_state_indices: list[int | None]) -> list[dict]:
-        for conn, idx in zip(self._conns, init_state_indices):
+        for conn, idx in zip(self._conns, init_state_indices, strict=True):
             conn.send(("reset", idx))
         return [self._receive(i) for i in range(len(self))]
 
     def step(self, actions: np.ndarray) -> list[tuple[dict, bool, bool, int]]:
         """Step every twin with its action; returns ``(obs, success, done, step)`` per twin."""
-        for conn, action in zip(self._conns, actions):
+        for conn, action in zip(self._conns, actions, strict=True):
             conn.send(("step", np.asarray(action, dtype=np.float64)))
         return [self._receive(i) for i in range(len(self))]
 
