@@ -239,3 +239,32 @@ def _latched():
     from wovr.node_base import LATCHED
 
     return LATCHED
+
+
+def test_hand_eye_calibration_is_published_as_a_latched_transform(tmp_path, ros_domain, probe):
+    from geometry_msgs.msg import TransformStamped
+
+    calib_dir = tmp_path / "calib"
+    intrinsics_id = _calibrate(calib_dir, "cam0", 64, 48)
+    T = np.eye(4)
+    T[:3, :3] = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]  # 90 degrees about z
+    T[:3, 3] = [0.5, -0.1, 0.8]
+    now = dt.datetime.now(dt.timezone.utc)
+    save_calibration(calib_dir, "cam0", "hand_eye", {
+        "T_camera": T.tolist(), "intrinsics_id": intrinsics_id, "mode": "eye_to_hand",
+        "frames": {"parent": "panda_link0", "child": "cam0_optical_frame"}}, now)
+    transforms = probe.collect(topics.camera_extrinsics("cam0"), TransformStamped, qos=_latched())
+    params = {**CAMERA, "calibration_dir": str(calib_dir), "hand_eye": True}
+    with NodeProcess("camera_node", params, ros_env(ros_domain), tmp_path) as cam:
+        probe.wait_for(lambda: transforms, 30, f"extrinsics\n{cam.log()}")
+    tf = transforms[-1]
+    assert (tf.header.frame_id, tf.child_frame_id) == ("panda_link0", "cam0_optical_frame")
+    t, q = tf.transform.translation, tf.transform.rotation
+    np.testing.assert_allclose([t.x, t.y, t.z], [0.5, -0.1, 0.8], atol=1e-9)
+    np.testing.assert_allclose([q.x, q.y, q.z, q.w], [0, 0, np.sqrt(0.5), np.sqrt(0.5)], atol=1e-9)
+
+    # intrinsics re-done after the hand-eye: the hand-eye result is stale, and the node says what to run
+    _calibrate(calib_dir, "cam0", 64, 48)
+    with NodeProcess("camera_node", params, ros_env(ros_domain), tmp_path, name="stale_hand_eye") as cam:
+        cam.proc.wait(timeout=60)
+    assert cam.proc.returncode == 1 and "wovr calibrate hand-eye --camera-name cam0" in cam.log()
