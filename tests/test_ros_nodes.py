@@ -87,9 +87,10 @@ def test_commands_move_the_arm_through_the_envelope_and_the_estop_latches(tmp_pa
     assert arm.proc.returncode == 0, arm.log()
 
 
-def _calibrate(directory: Path, camera: str, width: int, height: int, age_days: float = 0.0) -> str:
+def _calibrate(directory: Path, camera: str, width: int, height: int, age_days: float = 0.0,
+               focal: float = 50.0) -> str:
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=age_days)
-    K = [[50.0, 0.0, width / 2], [0.0, 50.0, height / 2], [0.0, 0.0, 1.0]]
+    K = [[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]]
     path = save_calibration(directory, camera, "intrinsics",
                             {"K": K, "dist": [0.01, 0, 0, 0, 0], "width": width, "height": height, "rms": 0.2}, now)
     import json
@@ -264,7 +265,7 @@ def test_hand_eye_calibration_is_published_as_a_latched_transform(tmp_path, ros_
     np.testing.assert_allclose([q.x, q.y, q.z, q.w], [0, 0, np.sqrt(0.5), np.sqrt(0.5)], atol=1e-9)
 
     # intrinsics re-done after the hand-eye: the hand-eye result is stale, and the node says what to run
-    _calibrate(calib_dir, "cam0", 64, 48)
+    _calibrate(calib_dir, "cam0", 64, 48, focal=51.0)
     with NodeProcess("camera_node", params, ros_env(ros_domain), tmp_path, name="stale_hand_eye") as cam:
         cam.proc.wait(timeout=60)
     assert cam.proc.returncode == 1 and "wovr calibrate hand-eye --camera-name cam0" in cam.log()
