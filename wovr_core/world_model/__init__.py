@@ -1,0 +1,37 @@
+"""Action-conditioned video world model: ``observe(context) -> state``, ``imagine(state, actions)``.
+
+A diffusers ``WanTransformer3DModel`` over the latents of a pixel codec (a small frame autoencoder for the
+``tiny`` preset, the Wan2.2 VAE for ``paper``), with actions in place of text. Heavy modules (torch,
+diffusers) load on first use of an export.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "WorldModel": "model", "WorldState": "model", "WorldModelConfig": "config",
+    "WorldModelTrainConfig": "config", "train_world_model": "train", "evaluate_world_model": "evaluate",
+}
+
+if TYPE_CHECKING:
+    from .config import WorldModelConfig, WorldModelTrainConfig
+    from .evaluate import evaluate_world_model
+    from .model import WorldModel, WorldState
+    from .train import train_world_model
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "WorldModel", "WorldModelConfig", "WorldModelTrainConfig", "WorldState", "evaluate_world_model",
+    "train_world_model",
+]

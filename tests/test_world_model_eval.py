@@ -1,0 +1,91 @@
+"""eval-wm: fidelity metrics, open-loop replay report, reward agreement, controllability, videos."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from wm_helpers import TASKS, tiny_train_config, wovr_argv, write_synthetic_dataset
+
+from wovr_core.cli import build_parser
+from wovr_core.reward.config import RewardModelConfig
+from wovr_core.reward.model import SuccessClassifier
+from wovr_core.world_model.config import WorldModelEvalConfig
+from wovr_core.world_model.data import open_datasets
+from wovr_core.world_model.eval_cli import COMMAND
+from wovr_core.world_model.evaluate import evaluate_world_model
+from wovr_core.world_model.metrics import horizon_means, psnr, ssim
+from wovr_core.world_model.model import WorldModel
+from wovr_core.world_model.train import train_world_model
+
+
+def test_psnr_and_ssim_score_identical_frames_best():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:32, 0:32]
+    a = np.stack([np.repeat(((np.sin(x / 4 + k) + 1) * 100 + y)[..., None], 3, axis=2) for k in range(4)]).astype(np.uint8)
+    noisy = np.clip(a.astype(int) + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    assert np.all(psnr(a, a) == 100.0) and np.allclose(ssim(a, a), 1.0)
+    assert np.all(psnr(a, noisy) < 30) and np.all(ssim(a, noisy) < 0.9)
+    assert psnr(a, noisy).shape == (4,)
+    assert horizon_means(np.arange(10.0), (2, 8, 32)) == {2: 0.5, 8: 3.5}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("wm_eval")
+    write_synthetic_dataset(root / "ds", n_episodes=3, length=40)
+    train_world_model(tiny_train_config(ae_max_steps=2, max_steps=2), [root / "ds"], root / "run")
+    return root / "run"
+
+
+def test_open_loop_report_covers_horizons_reward_agreement_and_controllability(tmp_path, run):
+    model = WorldModel.load(run / "model").prepare_for_inference()
+    split = json.loads((run / "split.json").read_text())
+    datasets = open_datasets(split["datasets"], model.config.cameras)
+    cfg = WorldModelEvalConfig(horizons=(8, 32, 128), probe_steps=20, probe_frames=100)
+
+    def brightness(frames, task):  # any frame -> probability function will do for the plumbing
+        return frames["agentview"].mean(axis=(1, 2, 3)) / 255.0
+
+    report = evaluate_world_model(model, datasets, [tuple(k) for k in split["val"]], cfg, tmp_path / "eval",
+                                  scorer=brightness, probe_keys=[tuple(k) for k in split["train"]])
+    # 40-frame episodes: 32 frames of replay fit, 128 do not and are not reported as if they did.
+    assert set(report["psnr"]) == {"8", "32"} and set(report["ssim"]) == {"8", "32"}
+    assert len(report["psnr_per_frame"]) == 32
+    assert 0 < report["psnr"]["8"]["mean"] < 100 and -1 <= report["ssim"]["32"]["mean"] <= 1
+    assert set(report["reward_agreement"]) >= {"mean_abs_prob_diff", "label_agreement"}
+    control = report["controllability"]
+    # The synthetic scene moves in x and y only: z cannot be checked and is left out, not counted wrong.
+    assert 0 <= control["direction_accuracy"] <= 1 and set(control["per_command"]) == {"+x", "-x", "+y", "-y"}
+    assert "r2_eef_x" in control["probe"]["held_out"]
+    assert report["lpips"] is None and "not computed" in report["lpips_fvd_note"]
+    assert (tmp_path / "eval" / "report.json").exists() and (tmp_path / "eval" / "grid.png").exists()
+    assert list((tmp_path / "eval" / "videos").glob("episode-*.mp4"))
+
+
+def test_the_cli_uses_the_runs_held_out_episodes_and_a_saved_reward_model(tmp_path, run, capsys):
+    SuccessClassifier(RewardModelConfig(image_size=32, tasks=TASKS)).save(tmp_path / "rm")
+    parser = build_parser({COMMAND.name: COMMAND})
+    args: argparse.Namespace = parser.parse_args(
+        [COMMAND.name, "--model", str(run), "--out", str(tmp_path / "e"), "--reward-model", str(tmp_path / "rm"),
+         "--set", "controllability=false", "--set", "horizons=[8]"])
+    assert COMMAND.run(args) == 0
+    out = capsys.readouterr().out
+    assert "horizon    8: PSNR" in out and "reward agreement" in out
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    assert report["episodes"] == split["val"]
+    assert 0 <= report["reward_agreement"]["label_agreement"] <= 1
+    assert (tmp_path / "e" / "grid.png").exists() and list((tmp_path / "e" / "videos").glob("*.mp4"))
+
+
+def test_a_bad_model_directory_is_one_clear_line(tmp_path):
+    (tmp_path / "wm").mkdir()
+    (tmp_path / "wm" / "config.json").write_text("{not json")
+    done = subprocess.run(wovr_argv("eval-wm", "--model", str(tmp_path / "wm"), "--data", str(tmp_path),
+                                    "--out", str(tmp_path / "e")), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "config.json" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,288 @@
+"""WorldModel: observe/imagine contract, determinism, anchoring, action conditioning, save/load, loss.
+
+Both code paths run: the ``tiny`` design (frame autoencoder) and the ``paper`` design (diffusers
+AutoencoderKLWan, causal, cameras side by side) with tiny random configs of the same classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from wm_helpers import tiny_model_config, wan_vae_model_config
+
+from wovr_core.errors import DataError
+from wovr_core.types import DUMMY_ACTION
+from wovr_core.world_model.model import WorldModel, WorldState
+
+B = 3
+
+
+@pytest.fixture(scope="module")
+def model() -> WorldModel:
+    torch.manual_seed(0)
+    wm = WorldModel.build(tiny_model_config())
+    # Give the zero-initialized action-to-timestep MLP weights, as training would.
+    with torch.no_grad():
+        for p in wm.denoiser.action_encoder.frame_mlp.parameters():
+            p.normal_(0, 0.5)
+    return wm.prepare_for_inference()
+
+
+def _context(model: WorldModel, seed: int = 0, batch: int = B):
+    rng = np.random.default_rng(seed)
+    size = model.config.image_size
+    n = model.config.context_frames
+    frames = {c: rng.integers(0, 255, (batch, n, size, size, 3), dtype=np.uint8) for c in model.config.cameras}
+    actions = rng.uniform(-1, 1, (batch, n, 7)).astype(np.float32)
+    return frames, actions
+
+
+def _chunk(model: WorldModel, seed: int, batch: int = B) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, (batch, model.config.chunk_frames, 7)).astype(np.float32)
+
+
+def test_imagine_returns_a_chunk_per_camera_and_a_state_of_the_same_shape(model):
+    state = model.observe(*_context(model))
+    frames, new_state = model.imagine(state, _chunk(model, 1))
+    size = model.config.image_size
+    assert set(frames) == set(model.config.cameras)
+    for video in frames.values():
+        assert video.shape == (B, model.config.chunk_frames, size, size, 3) and video.dtype == np.uint8
+    assert new_state.latents.shape == state.latents.shape
+    assert new_state.actions.shape == (B, model.config.context_frames, 7)
+    assert new_state.frames_imagined == model.config.chunk_frames
+
+
+def test_imagination_is_deterministic_and_batch_independent(model):
+    ctx_frames, ctx_actions = _context(model)
+    actions = _chunk(model, 2)
+    a, _ = model.imagine(model.observe(ctx_frames, ctx_actions), actions)
+    b, _ = model.imagine(model.observe(ctx_frames, ctx_actions), actions)
+    cam = model.config.cameras[0]
+    np.testing.assert_array_equal(a[cam], b[cam])
+    # Element 1 alone gets the same future as inside the batch: the noise is fixed per call, not per slot.
+    alone, _ = model.imagine(model.observe({c: v[1:2] for c, v in ctx_frames.items()}, ctx_actions[1:2]),
+                             actions[1:2])
+    assert np.abs(alone[cam][0].astype(int) - a[cam][1].astype(int)).max() <= 1
+    # States of separate starts combine into one batch (e.g. groups of rollouts from different keyframes).
+    state = model.observe(ctx_frames, ctx_actions)
+    combined = WorldState.concat([state.select([2]), state.select([0, 1])])
+    c, _ = model.imagine(combined, actions[[2, 0, 1]])
+    assert np.abs(c[cam].astype(int) - a[cam][[2, 0, 1]].astype(int)).max() <= 1
+
+
+def test_different_actions_give_different_futures(model):
+    state = model.observe(*_context(model))
+    a, _ = model.imagine(state, _chunk(model, 3))
+    b, _ = model.imagine(state, -_chunk(model, 3))
+    cam = model.config.cameras[0]
+    assert np.abs(a[cam].astype(int) - b[cam].astype(int)).mean() > 0.5
+
+
+def test_the_first_frame_anchor_is_never_overwritten(model):
+    state = model.observe(*_context(model))
+    anchor = state.latents[:, :, :1].clone()
+    for k in range(3):
+        _, state = model.imagine(state, _chunk(model, 10 + k))
+        torch.testing.assert_close(state.latents[:, :, :1], anchor)
+        np.testing.assert_allclose(state.actions[:, 0].float().numpy(),
+                                   np.broadcast_to(model.normalize_actions(DUMMY_ACTION), (B, 7)), atol=1e-6)
+    assert state.frames_imagined == 3 * model.config.chunk_frames
+
+
+def test_the_memory_holds_the_newest_frames_even_when_a_chunk_is_shorter_than_it():
+    torch.manual_seed(0)
+    wm = WorldModel.build(tiny_model_config(chunk_frames=2)).prepare_for_inference()
+    state = wm.observe(*_context(wm, batch=1))
+    _, new = wm.imagine(state, _chunk(wm, 1, batch=1))
+    torch.testing.assert_close(new.latents[:, :, :1], state.latents[:, :, :1])  # anchor
+    torch.testing.assert_close(new.latents[:, :, 1:3], state.latents[:, :, 3:5])  # the 2 newest old frames...
+    torch.testing.assert_close(new.actions[:, 1:3], state.actions[:, 3:5])  # ...with the actions that led to them
+    assert new.latents.shape == state.latents.shape
+
+
+def test_a_single_frame_context_is_the_reset_context(model):
+    frames, _ = _context(model)
+    first = {c: v[:, :1] for c, v in frames.items()}
+    repeated = {c: np.repeat(v, model.config.context_frames, axis=1) for c, v in first.items()}
+    dummy = np.broadcast_to(DUMMY_ACTION, (B, model.config.context_frames, 7))
+    a, b = model.observe(first), model.observe(repeated, dummy)
+    torch.testing.assert_close(a.latents, b.latents)
+    torch.testing.assert_close(a.actions, b.actions)
+
+
+def test_actions_enter_through_both_cross_attention_and_the_timestep_embedding():
+    torch.manual_seed(0)
+    wm = WorldModel.build(tiny_model_config()).eval()
+    enc = wm.denoiser.action_encoder
+    x = torch.randn(2, wm.codec.latent_channels, 13, 8, 8)
+    t = torch.cat([torch.zeros(2, 5), torch.full((2, 8), 0.7)], dim=1)
+    a1, a2 = torch.randn(2, 13, 7), torch.randn(2, 13, 7)
+    with torch.no_grad():
+        # Path 1 only: the timestep MLP starts at zero, so any effect comes from the cross-attention tokens.
+        assert (wm.denoiser(x, t, a1) - wm.denoiser(x, t, a2)).abs().mean() > 1e-4
+        # Path 2 only: silence the token MLP (tokens become position embeddings) and open the timestep MLP.
+        for p in enc.token_mlp.parameters():
+            p.zero_()
+        assert (wm.denoiser(x, t, a1) - wm.denoiser(x, t, a2)).abs().max() == 0
+        for p in enc.frame_mlp.parameters():
+            p.normal_(0, 0.5)
+        assert (wm.denoiser(x, t, a1) - wm.denoiser(x, t, a2)).abs().mean() > 1e-4
+
+
+def test_loss_trains_both_the_transformer_and_the_action_encoder():
+    torch.manual_seed(0)
+    wm = WorldModel.build(tiny_model_config())
+    latents = torch.randn(2, wm.codec.latent_channels, 13, 8, 8)
+    actions = torch.randn(2, 13, 7)
+    loss = wm.loss(latents, actions)
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    assert wm.denoiser.action_encoder.token_mlp[0].weight.grad.abs().sum() > 0
+    assert wm.denoiser.action_encoder.frame_mlp[-1].weight.grad.abs().sum() > 0
+    assert wm.denoiser.transformer.proj_out.weight.grad.abs().sum() > 0
+    # A fixed generator makes the validation loss reproducible.
+    with torch.no_grad():
+        l1 = wm.loss(latents, actions, generator=torch.Generator().manual_seed(3))
+        l2 = wm.loss(latents, actions, generator=torch.Generator().manual_seed(3))
+    assert l1.item() == l2.item()
+
+
+def _loss_with_output_offsets(wm: WorldModel, latents, actions, context_offset: float, chunk_offset: float) -> float:
+    """The loss when the denoiser's velocity is shifted on the context / on the generated latent frames."""
+    n_ctx = wm.context_latent_frames
+
+    def shift(module, inputs, output):
+        out = output.clone()
+        out[:, :, :n_ctx] += context_offset
+        out[:, :, n_ctx:] += chunk_offset
+        return out
+
+    handle = wm.denoiser.register_forward_hook(shift)
+    try:
+        with torch.no_grad():
+            return wm.loss(latents, actions, generator=torch.Generator().manual_seed(0)).item()
+    finally:
+        handle.remove()
+
+
+def test_the_loss_covers_the_generated_frames_only():
+    torch.manual_seed(0)
+    wm = WorldModel.build(tiny_model_config())
+    latents = torch.randn(2, wm.codec.latent_channels, 13, 8, 8)
+    actions = torch.randn(2, 13, 7)
+    base = _loss_with_output_offsets(wm, latents, actions, 0.0, 0.0)
+    assert _loss_with_output_offsets(wm, latents, actions, 1000.0, 0.0) == base  # context predictions: masked
+    assert _loss_with_output_offsets(wm, latents, actions, 0.0, 0.5) > base + 0.1
+
+
+def test_training_keeps_the_anchor_clean_noises_the_memory_and_tells_the_model_t_0():
+    torch.manual_seed(0)
+    wm = WorldModel.build(tiny_model_config())
+    n_ctx = wm.context_latent_frames
+    seen = {}
+
+    def capture(module, args):
+        seen["latents"], seen["t"] = args[0].detach().clone(), args[1].detach().clone()
+
+    handle = wm.denoiser.register_forward_pre_hook(capture)
+    latents = torch.randn(4, wm.codec.latent_channels, 13, 8, 8)
+    with torch.no_grad():
+        wm.loss(latents, torch.randn(4, 13, 7), generator=torch.Generator().manual_seed(1))
+    handle.remove()
+    torch.testing.assert_close(seen["latents"][:, :, :1], latents[:, :, :1], rtol=0, atol=0)  # o_0: clean
+    memory_change = (seen["latents"][:, :, 1:n_ctx] - latents[:, :, 1:n_ctx]).abs().flatten(1).amax(1)
+    assert torch.all(memory_change > 0)  # memory frames: noised...
+    assert torch.all(seen["t"][:, :n_ctx] == 0)  # ...while the model is told t = 0
+    t_chunk = seen["t"][:, n_ctx:]
+    assert torch.all(t_chunk > 0) and torch.all(t_chunk == t_chunk[:, :1])  # one noise level per generated chunk
+    # Noise level of the memory: x = (1 - s) x0 + s eps with s <= memory_noise_max.
+    sigma_max = wm.config.memory_noise_max
+    diff = seen["latents"][:, :, 1:n_ctx] - latents[:, :, 1:n_ctx]
+    assert 0 < diff.std().item() < 2 * sigma_max
+
+
+def test_the_paper_code_path_runs_with_a_tiny_wan_vae(tmp_path):
+    """AutoencoderKLWan (causal, temporal factor 2 here) + cameras side by side, as the paper preset."""
+    torch.manual_seed(0)
+    wm = WorldModel.build(wan_vae_model_config(image_size=16)).prepare_for_inference()
+    k = wm.codec.temporal_factor
+    assert k == 2
+    assert wm.context_latent_frames == 1 + wm.config.memory_frames // k
+    assert wm.chunk_latent_frames == wm.config.chunk_frames // k
+    ctx = _context(wm, batch=1)
+    state = wm.observe(*ctx)
+    assert state.latents.shape[2] == wm.context_latent_frames
+    assert state.latents.shape[-1] == 2 * state.latents.shape[-2]  # two cameras side by side
+    anchor = state.latents[:, :, :1].clone()
+    frames, next_state = wm.imagine(state, _chunk(wm, 1, batch=1))
+    assert frames["wrist"].shape == (1, wm.config.chunk_frames, 16, 16, 3)
+    _, next_state = wm.imagine(next_state, _chunk(wm, 2, batch=1))
+    torch.testing.assert_close(next_state.latents[:, :, :1], anchor)
+    wm.save(tmp_path / "wm")
+    loaded = WorldModel.load(tmp_path / "wm").prepare_for_inference()
+    again, _ = loaded.imagine(loaded.observe(*ctx), _chunk(wm, 1, batch=1))
+    np.testing.assert_array_equal(again["agentview"], frames["agentview"])  # deterministic, and reloaded
+
+
+def test_save_and_load_reproduce_the_model(tmp_path, model):
+    model.save(tmp_path / "wm")
+    loaded = WorldModel.load(tmp_path / "wm").prepare_for_inference()
+    ctx = _context(model, 5)
+    actions = _chunk(model, 6)
+    a, _ = model.imagine(model.observe(*ctx), actions)
+    b, _ = loaded.imagine(loaded.observe(*ctx), actions)
+    for cam in model.config.cameras:
+        np.testing.assert_array_equal(a[cam], b[cam])
+
+
+def test_loading_a_damaged_checkpoint_names_the_file(tmp_path, model):
+    with pytest.raises(DataError, match="not found"):
+        WorldModel.load(tmp_path / "nowhere")
+    model.save(tmp_path / "wm")
+    (tmp_path / "wm" / "action_encoder.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(DataError, match="action_encoder.safetensors"):
+        WorldModel.load(tmp_path / "wm")
+    model.save(tmp_path / "wm2")
+    (tmp_path / "wm2" / "norm_stats.json").unlink()
+    with pytest.raises(DataError, match="norm_stats.json"):
+        WorldModel.load(tmp_path / "wm2")
+    model.save(tmp_path / "wm3")
+    weights = next((tmp_path / "wm3" / "transformer").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated by a full disk or a killed copy
+    with pytest.raises(DataError, match="transformer"):
+        WorldModel.load(tmp_path / "wm3")
+    model.save(tmp_path / "wm4")
+    (tmp_path / "wm4" / "config.json").write_text('{"type": "oops"')
+    with pytest.raises(DataError, match="config.json"):
+        WorldModel.load(tmp_path / "wm4")
+
+
+def test_bad_inputs_are_rejected_with_a_clear_message(model):
+    frames, actions = _context(model)
+    with pytest.raises(ValueError, match="missing cameras"):
+        model.observe({model.config.cameras[0]: frames[model.config.cameras[0]]}, actions)
+    with pytest.raises(ValueError, match="uint8"):
+        model.observe({c: v.astype(np.float32) for c, v in frames.items()}, actions)
+    with pytest.raises(ValueError, match="1 frame"):
+        model.observe({c: v[:, :3] for c, v in frames.items()}, actions[:, :3])
+    state = model.observe(frames, actions)
+    bad = _chunk(model, 1)
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.imagine(state, bad)
+    with pytest.raises(ValueError, match="actions must be"):
+        model.imagine(state, _chunk(model, 1)[:, :5])
+
+
+def test_presets_build_configs_and_missing_pretrained_weights_are_named(tmp_path):
+    from wovr_core.config import make_config
+    from wovr_core.world_model.config import WorldModelConfig, WorldModelTrainConfig
+
+    paper = make_config(WorldModelTrainConfig, "paper").model
+    assert paper.codec.kind == "wan_vae" and paper.codec.camera_layout == "width" and paper.image_size == 256
+    assert make_config(WorldModelConfig, "tiny").codec.kind == "frame_ae"
+    missing = make_config(WorldModelConfig, "paper", {"codec.pretrained_path": str(tmp_path / "no_vae")})
+    with pytest.raises(DataError, match="no_vae"):
+        WorldModel.build(missing)

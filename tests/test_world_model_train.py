@@ -1,0 +1,179 @@
+"""train-wm: a tiny end-to-end run on real dataset files; resuming after a stop or a kill -9 gives the same
+model as an uninterrupted run; clear errors for bad runs and inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+from wm_helpers import tiny_train_config, tiny_train_overrides, wovr_argv, write_synthetic_dataset
+
+from wovr_core.config import ConfigError
+from wovr_core.errors import DataError
+from wovr_core.world_model import checkpoint as ckpt
+from wovr_core.world_model.model import WorldModel
+from wovr_core.world_model.train import train_world_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("wm_train") / "ds"
+    write_synthetic_dataset(root, n_episodes=3, length=30)
+    return root
+
+
+def _weights(checkpoint: Path) -> dict[str, np.ndarray]:
+    """Every trained tensor of a world-model checkpoint (codec, transformer, action encoder)."""
+    out = {}
+    for path in sorted(checkpoint.rglob("*.safetensors")):
+        if path.name != ckpt.OPTIMIZER_FILE:
+            out.update({f"{path.relative_to(checkpoint)}:{k}": v for k, v in load_file(path).items()})
+    return out
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys() and wa
+    for key in wa:
+        np.testing.assert_array_equal(wa[key], wb[key], err_msg=key)
+
+
+def test_a_short_run_writes_a_loadable_model_logs_and_videos(tmp_path, data):
+    out = tmp_path / "run"
+    summary = train_world_model(tiny_train_config(), [data], out)
+    stages = [h["stage"] for h in summary["history"]]
+    assert "autoencoder" in stages and "denoiser" in stages
+    assert all(np.isfinite(h.get("val_loss", h.get("val_l1"))) for h in summary["history"])
+    assert any("val_psnr_8" in h for h in summary["history"])  # open-loop validation rollouts
+    model = WorldModel.load(out / "model")
+    assert model.codec.autoencoder.config.latent_std is not None  # latents normalized after stage 1
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    assert list((out / "videos").glob("val-step-*.mp4"))
+    split = json.loads((out / "split.json").read_text())
+    assert split["val"] and set(map(tuple, split["val"])).isdisjoint(map(tuple, split["train"]))
+    manifest = json.loads((out / "model" / "manifest.json").read_text())
+    assert manifest["datasets"][0]["fingerprint"] == split["fingerprints"][0]
+    state = ckpt.read_trainer_state(ckpt.latest_checkpoint(out))
+    assert state["stage"] == "done"
+    assert not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl")) and not list(out.rglob("*.bin"))
+
+
+def test_the_stopping_rule_ends_a_stage_on_a_plateau(tmp_path, data):
+    # min_delta = 1: only halving the validation loss counts as progress, so the stage stops after `patience`.
+    summary = train_world_model(tiny_train_config(ae_max_steps=1, max_steps=50, val_every=1, patience=2,
+                                                  min_delta=1.0, checkpoint_every=100), [data], tmp_path / "run")
+    denoiser = [h for h in summary["history"] if h["stage"] == "denoiser"]
+    assert len(denoiser) == 3 and denoiser[-1]["step"] == 3
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, data):
+    settings = {"ae_max_steps": 2, "max_steps": 4, "checkpoint_every": 1, "keep_checkpoints": 20}
+    full = tmp_path / "full"
+    train_world_model(tiny_train_config(**settings), [data], full)
+    final = ckpt.latest_checkpoint(full)
+    # What a stop right after the checkpoint of denoiser step 2 leaves on disk: checkpoints up to it, `latest`
+    # pointing at it, and a half-written next checkpoint.
+    stopped = tmp_path / "stopped"
+    shutil.copytree(full, stopped)
+    names = sorted(p.name for p in (stopped / "checkpoints").iterdir() if p.name.startswith("step-"))
+    at = next(n for n in names if ckpt.read_trainer_state(stopped / "checkpoints" / n)["step"] == 2
+              and ckpt.read_trainer_state(stopped / "checkpoints" / n)["stage"] == "denoiser")
+    for later in names[names.index(at) + 1:]:
+        shutil.rmtree(stopped / "checkpoints" / later)
+    (stopped / "checkpoints" / "latest").write_text(at + "\n")
+    (stopped / "checkpoints" / ".step-9999999.tmp").mkdir()
+    summary = train_world_model(tiny_train_config(**settings), [data], stopped)
+    assert summary["global_step"] == ckpt.read_trainer_state(final)["global_step"]
+    _assert_same_weights(final, ckpt.latest_checkpoint(stopped))
+    assert not (stopped / "checkpoints" / ".step-9999999.tmp").exists()
+
+
+def test_resuming_with_a_different_config_is_refused(tmp_path, data):
+    out = tmp_path / "run"
+    train_world_model(tiny_train_config(ae_max_steps=1, max_steps=1), [data], out)
+    with pytest.raises(ConfigError, match="lr"):
+        train_world_model(tiny_train_config(ae_max_steps=1, max_steps=1, lr=1e-2), [data], out)
+
+
+def test_a_broken_latest_pointer_is_reported(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "latest").write_text("step-0000042\n")
+    with pytest.raises(DataError, match="step-0000042"):
+        ckpt.latest_checkpoint(tmp_path)
+
+
+def _train_wm(data: Path, out: Path, **overrides) -> list[str]:
+    args = ["train-wm", "--data", str(data), "--out", str(out)]
+    for item in tiny_train_overrides(**overrides):
+        args += ["--set", item]
+    return wovr_argv(*args)
+
+
+def test_missing_data_is_named(tmp_path):
+    with pytest.raises(DataError, match="nowhere"):
+        train_world_model(tiny_train_config(), [tmp_path / "nowhere"], tmp_path / "run")
+
+
+def test_the_cli_reports_a_damaged_run_in_one_line(tmp_path, data):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "latest").write_text("step-0000007\n")
+    broken = subprocess.run(_train_wm(data, tmp_path / "run"), capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 2 and "step-0000007" in broken.stderr and "Traceback" not in broken.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path, data):
+    out = tmp_path / "run"
+    settings = {"ae_max_steps": 2, "ae_val_every": 2, "checkpoint_every": 1, "val_every": 1000}
+    proc = subprocess.Popen(_train_wm(data, out, max_steps=100_000, **settings), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "checkpoints" / "latest").exists():
+                state = ckpt.read_trainer_state(ckpt.latest_checkpoint(out))
+                if state["stage"] == "denoiser" and state["step"] >= 2:
+                    break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"no denoiser checkpoint in time; stderr:\n{proc.stderr.read()[-3000:]}")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed_at = ckpt.read_trainer_state(ckpt.latest_checkpoint(out))  # the newest complete one after the kill
+    assert killed_at["stage"] == "denoiser"
+    target = killed_at["step"] + 2
+    done = subprocess.run(_train_wm(data, out, max_steps=target, **settings), cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resuming from step-{killed_at['global_step']:07d} (stage denoiser, step {killed_at['step']})" in done.stderr
+    assert f"optimizer state restored (step {killed_at['step']})" in done.stderr
+    final = ckpt.read_trainer_state(ckpt.latest_checkpoint(out))
+    assert final["stage"] == "done" and final["global_step"] == killed_at["global_step"] + 2  # continued
+
+    uninterrupted = tmp_path / "uninterrupted"
+    train_world_model(tiny_train_config(max_steps=target, **settings), [data], uninterrupted)
+    _assert_same_weights(ckpt.latest_checkpoint(uninterrupted), ckpt.latest_checkpoint(out))
+
+
+@pytest.mark.slow
+def test_the_paper_code_path_trains_on_pixel_windows_without_an_autoencoder_stage(tmp_path):
+    """A causal AutoencoderKLWan codec: windows are encoded on the fly, the codec stays frozen."""
+    write_synthetic_dataset(tmp_path / "ds", n_episodes=3, length=30, size=16)
+    vae = {"base_dim": 4, "z_dim": 4, "dim_mult": [1, 1], "num_res_blocks": 0, "temperal_downsample": [True],
+           "scale_factor_temporal": 2, "scale_factor_spatial": 2}
+    cfg = tiny_train_config(**{"model.image_size": 16, "model.codec.kind": "wan_vae",
+                               "model.codec.camera_layout": "width", "model.codec.wan_vae": vae, "max_steps": 2,
+                               "batch_size": 2, "val_clips": 2})
+    summary = train_world_model(cfg, [tmp_path / "ds"], tmp_path / "run")
+    assert [h["stage"] for h in summary["history"]] == ["denoiser"]
+    assert WorldModel.load(tmp_path / "run" / "model").codec.temporal_factor == 2
