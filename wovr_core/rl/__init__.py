@@ -1,0 +1,53 @@
+"""RL in imagination: the imagined environment (KIR starts), masked GRPO, rollouts and updates.
+
+Coded against small protocols (:mod:`wovr_core.rl.protocols`) that the world model, the reward model and the
+VLA (through :class:`~wovr_core.rl.vla_adapter.VLATokenPolicy`) satisfy. Heavy modules load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "RLConfig": "config", "EnvConfig": "config", "GRPOConfig": "config", "KeyframeConfig": "config",
+    "TrainerConfig": "config",
+    "ImaginationModel": "protocols", "SuccessScorer": "protocols", "TokenPolicy": "protocols",
+    "Observations": "protocols", "PolicySample": "protocols",
+    "Start": "starts", "start_from_dataset": "starts",
+    "WorldModelEnv": "env", "Trajectories": "env",
+    "StartPoint": "keyframes", "KeyframeSampler": "keyframes", "mine_keyframes": "keyframes",
+    "operator_keyframes": "keyframes", "load_starts": "keyframes",
+    "RolloutBatch": "rollout", "collect_rollouts": "rollout",
+    "GRPOTrainer": "trainer", "VLATokenPolicy": "vla_adapter",
+    "ImaginationError": "errors", "PolicyError": "errors",
+}
+
+if TYPE_CHECKING:
+    from .config import EnvConfig, GRPOConfig, KeyframeConfig, RLConfig, TrainerConfig
+    from .env import Trajectories, WorldModelEnv
+    from .errors import ImaginationError, PolicyError
+    from .keyframes import KeyframeSampler, StartPoint, load_starts, mine_keyframes, operator_keyframes
+    from .protocols import ImaginationModel, Observations, PolicySample, SuccessScorer, TokenPolicy
+    from .rollout import RolloutBatch, collect_rollouts
+    from .starts import Start, start_from_dataset
+    from .trainer import GRPOTrainer
+    from .vla_adapter import VLATokenPolicy
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "EnvConfig", "GRPOConfig", "GRPOTrainer", "ImaginationError", "ImaginationModel", "KeyframeConfig",
+    "KeyframeSampler", "Observations", "PolicySample", "PolicyError", "RLConfig", "RolloutBatch",
+    "Start", "StartPoint", "SuccessScorer", "TokenPolicy", "TrainerConfig", "Trajectories", "VLATokenPolicy",
+    "WorldModelEnv", "collect_rollouts", "load_starts", "mine_keyframes", "operator_keyframes",
+    "start_from_dataset",
+]

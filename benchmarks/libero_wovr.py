@@ -1,0 +1,262 @@
+"""WoVR on a LIBERO suite in the twin, against same-budget online GRPO in the twin itself.
+
+    python benchmarks/libero_wovr.py --suite libero_object            # the full run (CPU: about two days)
+    python benchmarks/libero_wovr.py --suite libero_object --smoke    # every stage at toy size, 1 task (minutes)
+
+One command, stage-cached in a workspace (default ~/.cache/wovr/bench/libero_wovr/<suite>[-smoke]-<hash>/): each stage
+records itself in ``stages.json`` when it finishes and is skipped on a re-run; an interrupted stage resumes
+where its trainer can (policy SFT, world model, RL updates, evaluations) or starts again. Stages:
+
+1. ``demos``           noise-injected scripted demonstrations on fresh layouts (never LIBERO's init states)
+2. ``base_policy``     ``wovr train-policy`` (tiny VLA, no proprio: the world model imagines pixels only)
+3. ``base_eval``       ``wovr eval`` on LIBERO's fixed init states 0..E-1 of every task
+4. ``base_rollouts``   twin rollouts of the base policy (init states E.., away from the evaluation's), counted
+                       against the real-trajectory budget: the world model's data beside the demos
+5. ``world_model``     ``wovr train-wm`` on demos + base rollouts;  6. ``reward``: ``wovr train-reward`` on the same
+7. ``wovr``            ``wovr rl --pace``: RL stage 1 -> new twin rollouts (budget) -> refine WM + reward -> stage 2
+8. ``stage1_eval`` / ``final_eval``: the policy after stage 1 (= WoVR without PACE) and after stage 2
+9. ``baseline``        ``wovr rl --baseline-twin`` from the base policy with the real trajectories WoVR used
+                       (base rollouts + PACE rollouts), then ``baseline_eval``
+
+Writes benchmarks/results/libero_wovr_<suite>.json (``..._smoke.json`` with --smoke): success of base, stage 1,
+WoVR (final) and the baseline per task, trajectories used, minutes per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# Toy sizes of --smoke: every stage runs, on one task, in minutes on a CPU (the numbers mean nothing).
+SMOKE = {
+    # The reward model holds out episodes of each outcome twice (test, validation): >= 3 successes and 3 failures.
+    "demos_per_task": 4, "eval_episodes": 1, "base_rollouts_per_task": 3, "pace_rollouts_per_task": 1,
+    "policy": ["max_steps=20", "batch_size=4", "val_every=10", "checkpoint_every=10"],
+    "world_model": ["model.image_size=32",
+                    'model.codec.frame_ae={"block_channels": [8, 16], "latent_channels": 4, "mid_blocks": 0}',
+                    'model.denoiser.transformer={"patch_size": [1, 2, 2], "num_attention_heads": 2, '
+                    '"attention_head_dim": 16, "ffn_dim": 64, "num_layers": 1, "freq_dim": 32, "rope_max_seq_len": 32}',
+                    "model.denoiser.action_hidden=32", "model.denoiser.action_token_dim=16", "batch_size=4",
+                    "ae_batch_size=8", "ae_max_steps=3", "max_steps=3", "ae_val_every=2", "val_every=2",
+                    "checkpoint_every=2", "val_clips=4", "val_rollout_frames=8", "log_images_every=2",
+                    "warmup_steps=1", "val_fraction=0.34"],
+    "reward": ["model.image_size=32", "max_steps=4", "val_every=2", "batch_size=8"],
+    "rl": ["rl.updates=1", "rl.groups_per_update=1", "rl.grpo.group_size=2", "rl.env.max_steps=16",
+           "pace.stage1_updates=1", "pace.stage2_updates=1", "checkpoint_every=1"],
+    "twin_max_steps": 40,
+}
+# The full run: the base policy of benchmarks/base_policy.py (20 demos per task), the paper's 1,500 base + 1,000
+# updated-policy trajectories scaled to 10 tasks (150 + 100 per task would take days of twin time on a CPU: 15 + 10).
+FULL = {"demos_per_task": 20, "eval_episodes": 10, "base_rollouts_per_task": 15, "pace_rollouts_per_task": 10,
+        "policy": [], "world_model": [], "reward": [],
+        "rl": ["pace.stage1_updates=20", "pace.stage2_updates=20", "checkpoint_every=2",
+               "pace.world_model.max_steps=5000"], "twin_max_steps": 0}
+
+
+class Workspace:
+    """Stage records in ``stages.json`` (written atomically when a stage finishes)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.path = root / "stages.json"
+        self.stages: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def run(self, name: str, fn) -> dict[str, Any]:
+        if name in self.stages:
+            print(f"[{name}] cached ({self.stages[name]['minutes']:.1f} min)")
+            return self.stages[name]
+        print(f"[{name}] running")
+        t0 = time.time()
+        record = {**fn(), "minutes": (time.time() - t0) / 60}
+        self.stages[name] = record
+        tmp = self.path.with_name("stages.json.tmp")
+        tmp.write_text(json.dumps(self.stages, indent=2, default=str) + "\n")
+        tmp.replace(self.path)
+        print(f"[{name}] done in {record['minutes']:.1f} min")
+        return record
+
+
+def _eval(args, sizes, checkpoint: Path, out: Path) -> dict[str, Any]:
+    from wovr_core.policy.evaluate import EvalConfig, evaluate_checkpoint, format_table
+
+    cfg = EvalConfig(suite=args.suite, tasks=tuple(args.tasks), episodes_per_task=sizes["eval_episodes"],
+                     workers=args.workers, videos=0 if args.smoke else 2, seed=args.seed,
+                     max_steps=sizes["twin_max_steps"])
+    results = evaluate_checkpoint(checkpoint, cfg, out, progress=True)
+    print(format_table(results))
+    return {"average_success": results["average_success"], "episodes": results["episodes"],
+            "tasks": [{k: t[k] for k in ("task_id", "success_rate", "episodes")} for t in results["tasks"]]}
+
+
+def _rl_config(args, sizes, budget: int = 0):
+    from wovr_core.config import make_config
+    from wovr_core.rl.run_config import RLRunConfig
+
+    tasks = json.dumps(list(args.tasks))
+    overrides = [f"twin.suite={args.suite}", f"eval.suite={args.suite}", f"twin.tasks={tasks}",
+                 f"pace.tasks={tasks}", f"pace.rollouts_per_task={sizes['pace_rollouts_per_task']}",
+                 f"pace.first_init_state={sizes['eval_episodes'] + sizes['base_rollouts_per_task']}",
+                 f"twin.first_init_state={sizes['eval_episodes']}", f"twin.max_steps={sizes['twin_max_steps']}",
+                 f"twin.processes={str(not args.smoke and (os.cpu_count() or 1) >= 8).lower()}", f"real_budget={budget}", f"seed={args.seed}",
+                 *sizes["rl"], *[f"pace.world_model.{o}" for o in sizes["world_model"]],
+                 *[f"pace.reward.{o}" for o in sizes["reward"]], *args.overrides]
+    return make_config(RLRunConfig, "tiny", overrides)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="libero_object", choices=["libero_object", "libero_spatial"],
+                        help="a suite the scripted expert solves")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes, task 0 only: checks the plumbing")
+    parser.add_argument("--tasks", type=int, nargs="*", default=None, help="task ids (default: all; --smoke: 0)")
+    parser.add_argument("--workers", type=int, default=2, help="twin processes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="RLRunConfig override for the RL runs, e.g. --set pace.stage2_updates=40")
+    parser.add_argument("--workspace", default=None, help="stage cache (default ~/.cache/wovr/bench/libero_wovr/...)")
+    parser.add_argument("--out", default=None, help="default benchmarks/results/libero_wovr_<suite>[_smoke].json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+    from wovr_core.sim.suites import task_names
+
+    sizes = SMOKE if args.smoke else FULL
+    if args.tasks is None:
+        args.tasks = [0] if args.smoke else list(range(len(task_names(args.suite))))
+    # Settings in the folder name: changed sizes or overrides get a fresh workspace, never stale stages.
+    settings = json.dumps([sizes, args.tasks, args.seed, args.overrides], sort_keys=True)
+    tag = f"{args.suite}{'-smoke' if args.smoke else ''}-{hashlib.sha1(settings.encode()).hexdigest()[:8]}"
+    ws = Workspace(Path(args.workspace or f"~/.cache/wovr/bench/libero_wovr/{tag}").expanduser())
+    root = ws.root
+    load_before = os.getloadavg()
+
+    def demos():
+        import shutil
+
+        from wovr_core.config import make_config
+        from wovr_core.sim.collect import CollectConfig, collect
+        from wovr_core.sim.experts import ExpertConfig
+
+        shutil.rmtree(root / "demos", ignore_errors=True)  # partial dataset of an interrupted run
+        cfg = make_config(CollectConfig, "tiny", {"suite": args.suite, "tasks": args.tasks, "seed": args.seed,
+                                                  "episodes_per_task": sizes["demos_per_task"],
+                                                  "workers": args.workers,
+                                                  "expert": ExpertConfig.PRESETS["noisy"]})  # as base_policy.py
+        return {"summary": collect(cfg, root / "demos"), "dataset": str(root / "demos")}
+
+    def base_policy():
+        from wovr_core.config import make_config
+        from wovr_core.train.policy_config import PolicyTrainConfig
+        from wovr_core.train.policy_trainer import train_policy
+
+        cfg = make_config(PolicyTrainConfig, "tiny", ["model.use_state=false", f"seed={args.seed}", *sizes["policy"]])
+        summary = train_policy(cfg, [root / "demos"], root / "base_run", preset="tiny")
+        return {"policy": str(summary["policy"]), "steps": summary["steps"]}
+
+    demo = ws.run("demos", demos)
+    base = ws.run("base_policy", base_policy)
+    base_ckpt = Path(base["policy"])
+    base_eval = ws.run("base_eval", lambda: _eval(args, sizes, base_ckpt, root / "base_eval"))
+
+    def base_rollouts():
+        import dataclasses
+
+        from wovr_core.rl.budget import TrajectoryBudget
+        from wovr_core.rl.pace import record_twin_rollouts
+
+        cfg = _rl_config(args, sizes)
+        cfg = dataclasses.replace(cfg, pace=dataclasses.replace(
+            cfg.pace, rollouts_per_task=sizes["base_rollouts_per_task"], first_init_state=sizes["eval_episodes"]))
+        budget = TrajectoryBudget(root / "base_rollouts" / "budget.json")
+        summary = record_twin_rollouts(cfg, base_ckpt, root / "base_rollouts" / "dataset", budget)
+        return {**summary, "dataset": str(root / "base_rollouts" / "dataset"), "trajectories": budget.used}
+
+    rollouts = ws.run("base_rollouts", base_rollouts)
+    data = [root / "demos", Path(rollouts["dataset"])]
+
+    def world_model():
+        from wovr_core.config import make_config
+        from wovr_core.world_model import train_world_model
+        from wovr_core.world_model.config import WorldModelTrainConfig
+
+        cfg = make_config(WorldModelTrainConfig, "tiny", [f"seed={args.seed}", *sizes["world_model"]])
+        summary = train_world_model(cfg, data, root / "wm_run", preset="tiny", progress=True)
+        return {"model": str(summary.get("model", root / "wm_run" / "model")), "best": summary.get("best", {})}
+
+    def reward():
+        from wovr_core.config import make_config
+        from wovr_core.reward import train_reward_model
+        from wovr_core.reward.config import RewardTrainConfig
+
+        cfg = make_config(RewardTrainConfig, "tiny", sizes["reward"])
+        report = train_reward_model(cfg, data, root / "reward", preset="tiny")
+        return {"model": str(root / "reward"), "report": {k: v for k, v in report.items()
+                                                          if isinstance(v, (int, float))}}
+
+    wm = ws.run("world_model", world_model)
+    rm = ws.run("reward", reward)
+
+    def wovr():
+        from wovr_core.rl.pace import run_pace
+
+        result = run_pace(_rl_config(args, sizes), base_ckpt, wm["model"], rm["model"], data, root / "wovr")
+        return {"policy": result["policy"], "stage1_policy": result["stages"]["stage1"]["policy"],
+                "pace_trajectories": result["real_trajectories"]}
+
+    method = ws.run("wovr", wovr)
+    stage1_eval = ws.run("stage1_eval", lambda: _eval(args, sizes, Path(method["stage1_policy"]), root / "stage1_eval"))
+    final_eval = ws.run("final_eval", lambda: _eval(args, sizes, Path(method["policy"]), root / "final_eval"))
+    budget = rollouts["trajectories"] + method["pace_trajectories"]
+
+    def baseline():
+        from wovr_core.rl.run import run_twin_grpo
+
+        summary = run_twin_grpo(_rl_config(args, sizes, budget), base_ckpt, root / "baseline")
+        return {"policy": summary["policy"], "updates": summary["updates"],
+                "real_trajectories": summary["real_trajectories"]}
+
+    base_line = ws.run("baseline", baseline)
+    baseline_eval = ws.run("baseline_eval", lambda: _eval(args, sizes, Path(base_line["policy"]), root / "baseline_eval"))
+
+    out = {
+        "what": f"WoVR (RL in a learned world model + KIR + PACE) vs same-budget online GRPO in the twin, "
+                f"{args.suite}, success on LIBERO's fixed init states 0..{sizes['eval_episodes'] - 1}"
+                + (" [SMOKE: toy sizes, numbers meaningless]" if args.smoke else ""),
+        "command": "python " + " ".join([Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)]),
+        "suite": args.suite, "tasks": args.tasks, "smoke": args.smoke,
+        "success": {"base": base_eval["average_success"], "wovr_stage1_no_pace": stage1_eval["average_success"],
+                    "wovr": final_eval["average_success"], "twin_grpo_same_budget": baseline_eval["average_success"]},
+        "per_task": {"base": base_eval["tasks"], "wovr": final_eval["tasks"], "twin_grpo": baseline_eval["tasks"]},
+        "real_trajectories": {"wovr": budget, "base_rollouts": rollouts["trajectories"],
+                              "pace_rollouts": method["pace_trajectories"],
+                              "twin_grpo": base_line["real_trajectories"]},
+        "demos": demo["summary"],
+        "minutes_per_stage": {name: record["minutes"] for name, record in ws.stages.items()},
+        "workspace": str(root),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "loadavg_1min_start_end": [load_before[0], os.getloadavg()[0]]},
+    }
+    path = Path(args.out) if args.out else RESULTS / f"libero_wovr_{args.suite}{'_smoke' if args.smoke else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    s = out["success"]
+    print(f"{args.suite}: base {100 * s['base']:.1f}% -> WoVR {100 * s['wovr']:.1f}% (stage 1 only "
+          f"{100 * s['wovr_stage1_no_pace']:.1f}%); same-budget twin GRPO {100 * s['twin_grpo_same_budget']:.1f}% "
+          f"({budget} real trajectories); wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
