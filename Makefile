@@ -7,6 +7,8 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= sim,train,server,robot,ros,dev
 APT_PACKAGES := libegl1 libgl1-mesa-dri libosmesa6 libusb-1.0-0 libhidapi-hidraw0 libhidapi-libusb0
+# Only for the test of `wovr report` (renders the page headless); without it that test skips and says why.
+APT_TEST_PACKAGES := chromium
 WORKSPACE ?= $(HOME)/.cache/wovr/demo
 PYTEST_ARGS ?=
 
@@ -14,7 +16,7 @@ export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
-.PHONY: all install system-deps demo test test-fast lint bench clean
+.PHONY: all install system-deps test-deps demo test test-fast lint bench clean
 
 all: install
 
@@ -24,6 +26,14 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "missing system packages: $$missing (run: sudo apt-get install $$missing)"; exit 1; fi; \
+	fi
+
+test-deps:
+	@missing=$$(for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
+	    || echo "could not install $$missing: the tests that need it will skip"; \
+	  else echo "optional test packages missing: $$missing (sudo apt-get install $$missing); those tests skip"; fi; \
 	fi
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt requirements/sim-nodeps.txt | system-deps
@@ -43,7 +53,7 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/wovr demo --workspace $(WORKSPACE)
 
-test: install
+test: install test-deps
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
