@@ -454,3 +454,23 @@ def _video_frames(path: Path) -> int:
         return int(container.streams.video[0].frames)
     finally:
         container.close()
+
+
+def open_datasets(roots: Sequence[str | Path], cameras: Sequence[str], on_error: str = "skip",
+                  reader: str = "the model") -> list[EpisodeDataset]:
+    """Open the training datasets and check that each records the ``cameras`` that ``reader`` needs.
+
+    ``on_error="skip"`` leaves unreadable episodes out with a warning (see :class:`EpisodeDataset`)."""
+    if not roots:
+        raise DataError("no datasets given (pass at least one --data DIR)")
+    datasets = []
+    for root in roots:
+        root = Path(root).expanduser()
+        if not (root / "meta" / "info.json").is_file():
+            raise DataError(f"{root}: not an episode dataset (no meta/info.json)")
+        dataset = EpisodeDataset(root, on_error=on_error)
+        if missing := [c for c in cameras if c not in dataset.cameras]:
+            raise DataError(f"{root}: {reader} reads cameras {list(cameras)}, the dataset has {dataset.cameras} "
+                            f"(missing {missing})")
+        datasets.append(dataset)
+    return datasets

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from wovr_core.data import Episode, EpisodeDataset
+from wovr_core.data.reader import open_datasets as _open_datasets
 from wovr_core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,8 @@ EpisodeKey = tuple[int, int]  # (dataset number, episode_index)
 
 
 def open_datasets(roots: Sequence[str | Path], cameras: Sequence[str]) -> list[EpisodeDataset]:
-    if not roots:
-        raise DataError("no datasets given (pass at least one --data DIR)")
-    out = []
-    for root in roots:
-        root = Path(root).expanduser()
-        if not (root / "meta" / "info.json").exists():
-            raise DataError(f"{root}: not an episode dataset (no meta/info.json)")
-        ds = EpisodeDataset(root, on_error="skip")
-        missing = [c for c in cameras if c not in ds.cameras]
-        if missing:
-            raise DataError(f"{root}: has cameras {ds.cameras}, the reward model needs {list(cameras)}")
-        out.append(ds)
-    return out
+    """Datasets with the reward model's cameras; unreadable episodes are left out with a warning."""
+    return _open_datasets(roots, cameras, reader="the reward model")
 
 
 def frame_labels(episode: Episode, success_column: str, tail_frames: int) -> np.ndarray | None:

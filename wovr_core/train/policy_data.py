@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from wovr_core.data import EpisodeDataset
+from wovr_core.data.reader import open_datasets as _open_datasets
 from wovr_core.errors import DataError
 from wovr_core.policy.base import IMAGE_KEY_PREFIX, STATE_KEY, TASK_KEY
 from wovr_core.policy.vla_inputs import ACTION_KEY, VLABatch, collate
@@ -40,18 +41,8 @@ CACHE_FORMAT = 1
 
 
 def open_datasets(roots: Sequence[str | Path], cameras: Sequence[str]) -> list[EpisodeDataset]:
-    """Open every dataset and check it records the cameras the policy reads."""
-    datasets = []
-    for root in roots:
-        root = Path(root).expanduser()
-        if not (root / "meta" / "info.json").is_file():
-            raise DataError(f"{root}: not an episode dataset (no meta/info.json)")
-        dataset = EpisodeDataset(root)
-        missing = [c for c in cameras if c not in dataset.cameras]
-        if missing:
-            raise DataError(f"{root}: the policy reads cameras {list(cameras)}, the dataset has {dataset.cameras}")
-        datasets.append(dataset)
-    return datasets
+    """Every dataset, checked for the cameras the policy reads; a corrupt episode is an error."""
+    return _open_datasets(roots, cameras, on_error="raise", reader="the policy")
 
 
 def dataset_fingerprint(root: str | Path) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from wovr_core.data import EpisodeDataset
+from wovr_core.data.reader import open_datasets as _open_datasets
 from wovr_core.errors import DataError
 from wovr_core.types import DUMMY_ACTION
 
@@ -27,20 +28,8 @@ EpisodeKey = tuple[int, int]  # (dataset number, episode_index)
 
 # ------------------------------------------------------------------------------------------------ datasets
 def open_datasets(roots: Sequence[str | Path], cameras: Sequence[str]) -> list[EpisodeDataset]:
-    """Open datasets (on_error="skip": unreadable episodes are left out with a warning) and check cameras."""
-    if not roots:
-        raise DataError("no datasets given (pass at least one --data DIR)")
-    datasets = []
-    for root in roots:
-        root = Path(root).expanduser()
-        if not (root / "meta" / "info.json").exists():
-            raise DataError(f"{root}: not an episode dataset (no meta/info.json)")
-        ds = EpisodeDataset(root, on_error="skip")
-        missing = [c for c in cameras if c not in ds.cameras]
-        if missing:
-            raise DataError(f"{root}: has cameras {ds.cameras}, the model needs {list(cameras)}")
-        datasets.append(ds)
-    return datasets
+    """Datasets with the world model's cameras; unreadable episodes are left out with a warning."""
+    return _open_datasets(roots, cameras, reader="the world model")
 
 
 def dataset_fingerprint(root: Path) -> str:
