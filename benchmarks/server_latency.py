@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -100,13 +101,20 @@ def bench_stub(workspace: Path, n: int, warmup: int) -> dict:
 
 def tiny_random_vla(workspace: Path) -> Path:
     """The tiny preset VLA with random weights, saved once under ``workspace`` (latency does not need training)."""
+    from wovr_core.config import make_config
+    from wovr_core.errors import DataError
+    from wovr_core.policy.vla_config import VLAConfig
+    from wovr_core.policy.vla_policy import VLAPolicy, load_vla_policy
+    from wovr_core.transforms import NormStats
+
     directory = workspace / "tiny-vla-random"
     if (directory / "config.json").is_file():
-        return directory
-    from wovr_core.config import make_config
-    from wovr_core.policy.vla_config import VLAConfig
-    from wovr_core.policy.vla_policy import VLAPolicy
-    from wovr_core.transforms import NormStats
+        try:
+            load_vla_policy(directory, device="cpu")
+            return directory
+        except DataError as exc:  # saved by an older version of the model: make it again
+            print(f"rebuilding {directory}: {exc}".splitlines()[0])
+            shutil.rmtree(directory)
 
     rng = np.random.default_rng(0)
     actions = rng.uniform(-0.9, 0.9, size=(1000, 7))
