@@ -11,6 +11,8 @@ APT_PACKAGES := libegl1 libgl1-mesa-dri libosmesa6 libusb-1.0-0 libhidapi-hidraw
 APT_TEST_PACKAGES := chromium
 WORKSPACE ?= $(HOME)/.cache/wovr/demo
 PYTEST_ARGS ?=
+# e.g. DEMO_ARGS=--fresh (start over), DEMO_ARGS="--preset smoke" (toy sizes, minutes)
+DEMO_ARGS ?=
 
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
@@ -51,7 +53,7 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt requirements/sim
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/wovr demo --workspace $(WORKSPACE)
+	$(VENV)/bin/wovr demo --workspace $(WORKSPACE) $(DEMO_ARGS)
 
 test: install test-deps
 	$(VENV)/bin/lint-imports

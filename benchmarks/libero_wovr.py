@@ -31,7 +31,6 @@ import logging
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,30 +60,6 @@ FULL = {"demos_per_task": 20, "eval_episodes": 10, "base_rollouts_per_task": 15,
         "policy": [], "world_model": [], "reward": [],
         "rl": ["pace.stage1_updates=20", "pace.stage2_updates=20", "checkpoint_every=2",
                "pace.world_model.max_steps=5000"], "twin_max_steps": 0}
-
-
-class Workspace:
-    """Stage records in ``stages.json`` (written atomically when a stage finishes)."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.path = root / "stages.json"
-        self.stages: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def run(self, name: str, fn) -> dict[str, Any]:
-        if name in self.stages:
-            print(f"[{name}] cached ({self.stages[name]['minutes']:.1f} min)")
-            return self.stages[name]
-        print(f"[{name}] running")
-        t0 = time.time()
-        record = {**fn(), "minutes": (time.time() - t0) / 60}
-        self.stages[name] = record
-        tmp = self.path.with_name("stages.json.tmp")
-        tmp.write_text(json.dumps(self.stages, indent=2, default=str) + "\n")
-        tmp.replace(self.path)
-        print(f"[{name}] done in {record['minutes']:.1f} min")
-        return record
 
 
 def _eval(args, sizes, checkpoint: Path, out: Path) -> dict[str, Any]:
@@ -131,6 +106,7 @@ def main() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
+    from wovr_core.pipeline.stage_cache import StageCache
     from wovr_core.sim.suites import task_names
 
     sizes = SMOKE if args.smoke else FULL
@@ -139,7 +115,7 @@ def main() -> None:
     # Settings in the folder name: changed sizes or overrides get a fresh workspace, never stale stages.
     settings = json.dumps([sizes, args.tasks, args.seed, args.overrides], sort_keys=True)
     tag = f"{args.suite}{'-smoke' if args.smoke else ''}-{hashlib.sha1(settings.encode()).hexdigest()[:8]}"
-    ws = Workspace(Path(args.workspace or f"~/.cache/wovr/bench/libero_wovr/{tag}").expanduser())
+    ws = StageCache(Path(args.workspace or f"~/.cache/wovr/bench/libero_wovr/{tag}").expanduser())
     root = ws.root
     load_before = os.getloadavg()
 

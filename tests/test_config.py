@@ -34,6 +34,7 @@ class TrainConfig:
     cameras: tuple[str, ...] = ("agentview",)
     resume: str | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
+    backbone: dict = field(default_factory=lambda: {"depths": [2, 2], "act": {"name": "relu", "slope": 0.0}})
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -46,6 +47,27 @@ def test_presets_and_overrides():
     assert (paper.batch_size, paper.device, paper.optim.lr) == (64, "cuda", 3e-4)
     assert paper.cameras == ("agentview", "wrist") and paper.resume is None
     assert make_config(TrainConfig, overrides={"optim": {"betas": [0.8, 0.9]}}).optim.betas == (0.8, 0.9)
+
+
+def test_mapping_fields_take_keys_inside_them():
+    """A free-form mapping (a backbone's kwargs) is updated key by key, from a preset, YAML or --set."""
+    cfg = make_config(TrainConfig, overrides={"backbone": {"act": {"slope": 0.1}, "width": 8}})
+    assert cfg.backbone == {"depths": [2, 2], "act": {"name": "relu", "slope": 0.1}, "width": 8}
+    cfg = make_config(TrainConfig, "tiny", ["backbone.depths=[1, 3]", "backbone.act.name=gelu"])
+    assert cfg.backbone == {"depths": [1, 3], "act": {"name": "gelu", "slope": 0.0}}
+    assert make_config(TrainConfig).backbone["depths"] == [2, 2]  # the default is not mutated
+    assert make_config(TrainConfig, "tiny", ['backbone={"depths": [4]}']).backbone == {"depths": [4]}  # replaced
+
+
+def test_every_preset_of_the_project_builds():
+    from wovr_core.pipeline.config import RetrainConfig
+    from wovr_core.pipeline.demo import DemoConfig
+    from wovr_core.reward.config import RewardTrainConfig
+
+    for cls in (RewardTrainConfig, RetrainConfig, DemoConfig):
+        for preset in cls.PRESETS:
+            make_config(cls, preset)
+    assert make_config(RewardTrainConfig, "paper").model.backbone["depths"] == [2, 2, 2, 2]
 
 
 @pytest.mark.parametrize("preset,overrides,message", [

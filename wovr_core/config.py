@@ -97,10 +97,24 @@ def _set_path(cfg: Any, path: list[str], value: Any, full_key: str) -> Any:
         new_value = coerce(value, hints[name], full_key)
     else:
         child = getattr(cfg, name)
-        if not dataclasses.is_dataclass(child):
+        if isinstance(child, Mapping):  # a free-form mapping field (e.g. a backbone's kwargs): set a key inside
+            new_value = coerce(_set_in_mapping(child, path[1:], value), hints[name], full_key)
+        elif dataclasses.is_dataclass(child):
+            new_value = _set_path(child, path[1:], value, full_key)
+        else:
             raise ConfigError(f"{full_key!r}: {name!r} is a {type(child).__name__}, not a nested config")
-        new_value = _set_path(child, path[1:], value, full_key)
     return dataclasses.replace(cfg, **{name: new_value})
+
+
+def _set_in_mapping(mapping: Mapping[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    """A copy of ``mapping`` with ``path`` set to ``value`` (a string is read as YAML, as on the command line)."""
+    out = dict(mapping)
+    if len(path) == 1:
+        out[path[0]] = yaml.safe_load(value) if isinstance(value, str) else value
+    else:
+        inner = out.get(path[0])
+        out[path[0]] = _set_in_mapping(inner if isinstance(inner, Mapping) else {}, path[1:], value)
+    return out
 
 
 def _type_hints(cls: type) -> dict[str, Any]:
@@ -149,7 +163,7 @@ def coerce(value: Any, tp: Any, key: str = "value") -> Any:
         item_type = args[0] if args else Any
         items = [coerce(v, item_type, key) for v in value]
         return tuple(items) if origin is tuple else items
-    if origin is dict:
+    if origin is dict or tp is dict:
         if isinstance(value, str):
             value = yaml.safe_load(value)
         if not isinstance(value, dict):

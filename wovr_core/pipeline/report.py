@@ -12,6 +12,7 @@ import base64
 import html
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,8 +250,9 @@ ul.checks{margin:0;padding-left:1em;list-style:none} ul.checks li{font-weight:no
 """
 
 
-def build_report(workspace: str | Path) -> str:
-    """The HTML page for ``workspace`` (raises DataError if it is not a retrain workspace)."""
+def build_report(workspace: str | Path, preface: Sequence[tuple[str, str]] = ()) -> str:
+    """The HTML page for ``workspace`` (raises DataError if it is not a retrain workspace); ``preface``:
+    (title, HTML) sections placed first (``wovr demo`` puts its summary there)."""
     ws = Workspace(workspace)
     if not ws.runs.is_dir() and not ws.state_path.exists():
         raise DataError(f"{ws.root}: not a wovr retrain workspace (no runs/ and no state.json)")
@@ -264,6 +266,7 @@ def build_report(workspace: str | Path) -> str:
         ("runs", f"{len(runs)} ({sum(r.status == 'finished' for r in runs)} finished)"),
         ("generated", time.strftime("%Y-%m-%d %H:%M:%S %Z"))))
     sections = [
+        *preface,
         ("Success over time", _success_section(runs)),
         ("Budget used: real trajectories", _budget_section(runs)),
         ("World-model fidelity", _fidelity_section(runs)),
@@ -279,9 +282,10 @@ def build_report(workspace: str | Path) -> str:
             f"<h1>WoVR retrain report</h1><table class=facts>{facts}</table>{body}</body></html>\n")
 
 
-def write_report(workspace: str | Path, out: str | Path | None = None) -> Path:
+def write_report(workspace: str | Path, out: str | Path | None = None,
+                 preface: Sequence[tuple[str, str]] = ()) -> Path:
     """Write the page (atomically) to ``out`` or ``<workspace>/report.html``; returns the path."""
-    page = build_report(workspace)
+    page = build_report(workspace, preface)
     path = Path(out).expanduser() if out else Workspace(workspace).root / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -232,24 +232,44 @@ def _render_size(policy: Policy, cfg: EvalConfig) -> int:
     return int(shape[0])
 
 
-def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, out: str | Path,
-                        progress: bool = True) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` in the twin; writes and returns the results (see the module docstring)."""
-    from wovr_core.sim.suites import get_task, task_names
+def _task_ids(cfg: EvalConfig) -> list[int]:
+    from wovr_core.sim.suites import task_names
 
-    cfg.validate()
-    checkpoint = Path(checkpoint).expanduser()
     names = task_names(cfg.suite)  # ConfigError for an unknown suite
     task_ids = list(cfg.tasks) or list(range(len(names)))
     bad = [t for t in task_ids if not 0 <= t < len(names)]
     if bad:
         raise ConfigError(f"{cfg.suite} has tasks 0..{len(names) - 1}, got {bad}")
+    return task_ids
+
+
+def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, out: str | Path,
+                        progress: bool = True) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` in the twin; writes and returns the results (see the module docstring)."""
+    cfg.validate()
+    checkpoint = Path(checkpoint).expanduser()
+    _task_ids(cfg)  # a bad suite or task fails before the checkpoint loads
     policy = load_policy(checkpoint)  # DataError naming the file for a missing or corrupt checkpoint
+    return _evaluate(policy, checkpoint_id(checkpoint), cfg, out, progress, checkpoint)
+
+
+def evaluate_policy(policy: Policy, cfg: EvalConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a policy object in the twin, in this process (``cfg.workers`` is ignored): e.g. a policy
+    reached through the policy server's client (:class:`~wovr_core.policy.remote.RemotePolicy`)."""
+    cfg.validate()
+    return _evaluate(policy, str(policy.metadata()["checkpoint_id"]), cfg, out, progress, None)
+
+
+def _evaluate(policy: Policy, ckpt_id: str, cfg: EvalConfig, out: str | Path, progress: bool,
+              checkpoint: Path | None) -> dict[str, Any]:
+    from wovr_core.sim.suites import get_task
+
+    task_ids = _task_ids(cfg)
+    source = str(checkpoint) if checkpoint is not None else ckpt_id
     unknown = [k for k in policy.contract.image_shapes if k[len(IMAGE_KEY_PREFIX):] not in ("agentview", "wrist")]
     if unknown:
-        raise DataError(f"{checkpoint}: the policy reads {unknown}; the twin renders agentview and wrist only")
+        raise DataError(f"{source}: the policy reads {unknown}; the twin renders agentview and wrist only")
     image_size = _render_size(policy, cfg)
-    ckpt_id = checkpoint_id(checkpoint)
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     settings = _settings_key(cfg, ckpt_id, image_size)
@@ -274,7 +294,7 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, out: str | Path
             bar.update(1)
             bar.set_postfix(success=f"{successes}/{len(done)}")
     bar.close()
-    results = summarize(cfg, checkpoint, ckpt_id, [done[(j.task_id, j.init_state)] for j in jobs], image_size)
+    results = summarize(cfg, source, ckpt_id, [done[(j.task_id, j.init_state)] for j in jobs], image_size)
     results["seconds"] = time.perf_counter() - t0
     tmp = out / (RESULTS_FILE + ".tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")
@@ -282,13 +302,14 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, out: str | Path
     return results
 
 
-def _run_jobs(checkpoint: Path, cfg: EvalConfig, image_size: int, out: Path, jobs: list[EpisodeJob],
+def _run_jobs(checkpoint: Path | None, cfg: EvalConfig, image_size: int, out: Path, jobs: list[EpisodeJob],
               policy: Policy) -> Iterator[dict]:
+    """Episodes in worker processes that load ``checkpoint``, or in this process with ``policy``."""
     if not jobs:
         return
-    workers = min(cfg.workers, len(jobs))
+    workers = min(cfg.workers, len(jobs)) if checkpoint is not None else 1
     if workers == 1:
-        _init_worker(str(checkpoint), cfg, image_size, str(out), policy=policy)
+        _init_worker(str(checkpoint or ""), cfg, image_size, str(out), policy=policy)
         try:
             for job in jobs:
                 yield _run_job(job)
@@ -303,7 +324,7 @@ def _run_jobs(checkpoint: Path, cfg: EvalConfig, image_size: int, out: Path, job
         yield from pool.imap_unordered(_run_job, jobs, chunksize=chunk)
 
 
-def summarize(cfg: EvalConfig, checkpoint: Path, ckpt_id: str, records: list[dict], image_size: int) -> dict:
+def summarize(cfg: EvalConfig, checkpoint: str | Path, ckpt_id: str, records: list[dict], image_size: int) -> dict:
     tasks = []
     for task_id in sorted({r["task_id"] for r in records}):
         mine = [r for r in records if r["task_id"] == task_id]
