@@ -67,7 +67,7 @@ def _policy_defaults() -> PolicyTrainConfig:
 
 def _retrain_defaults() -> RetrainConfig:
     return make_config(RetrainConfig, "tiny", {
-        "world_model": {"model": {"image_size": 64}, "ae_max_steps": 500, "ae_val_every": 250, "max_steps": 1500,
+        "world_model": {"model": {"image_size": 64}, "ae_max_steps": 500, "ae_val_every": 250, "max_steps": 3000,
                         "val_every": 500, "checkpoint_every": 250, "val_clips": 16, "val_rollout_frames": 16,
                         "log_images_every": 500},
         "reward": {"model": {"image_size": 64}, "max_steps": 400, "val_every": 100},

@@ -68,7 +68,50 @@ class Trajectories:
         return len(self.num_steps)
 
 
-class WorldModelEnv:
+class GroupedRollouts:
+    """Bookkeeping shared by the environments that step G rollouts per start one chunk at a time (the world
+    model's and the twin's): which rollouts still run, and each one's per-chunk record."""
+
+    _starts: tuple = ()
+    _group_size = 0
+
+    def _begin(self, starts: Sequence[Any], group_size: int, max_chunks: int, chunk_size: int,
+               start_probs: np.ndarray) -> None:
+        n = len(starts) * group_size
+        self._starts = tuple(starts)
+        self._group_size = group_size
+        self._active = np.arange(n)
+        self._start_probs = start_probs.astype(np.float32)
+        self._num_steps = np.zeros(n, np.int64)
+        self._first_success = np.full(n, -1, np.int64)
+        self._rewards = np.zeros((n, max_chunks), np.float32)
+        self._probs = np.full((n, max_chunks, chunk_size), np.nan, np.float32)
+
+    @property
+    def num_rollouts(self) -> int:
+        return len(self._num_steps) if self._starts else 0
+
+    @property
+    def active_indices(self) -> np.ndarray:
+        """Rollouts still running, in the order of ``observations()`` and of ``step()``'s actions."""
+        self._require_reset()
+        return self._active.copy()
+
+    @property
+    def done(self) -> bool:
+        return len(self._active) == 0
+
+    def trajectories(self) -> Trajectories:
+        self._require_reset()
+        return Trajectories(self._group_size, self._starts, self._num_steps.copy(), self._first_success.copy(),
+                            self._rewards.copy(), self._probs.copy(), self._start_probs.copy())
+
+    def _require_reset(self) -> None:
+        if not self._starts:
+            raise RuntimeError("call reset() first")
+
+
+class WorldModelEnv(GroupedRollouts):
     """Imagined rollouts over an :class:`ImaginationModel` scored by a :class:`SuccessScorer`."""
 
     def __init__(self, model: ImaginationModel[Any], scorer: SuccessScorer, config: EnvConfig | None = None):
@@ -76,8 +119,6 @@ class WorldModelEnv:
         self.scorer = scorer
         self.config = config or EnvConfig()
         self.config.validate()
-        self._starts: tuple[Start, ...] = ()
-        self._group_size = 0
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def reset(self, starts: Sequence[Start], group_size: int) -> Observations:
@@ -100,36 +141,14 @@ class WorldModelEnv:
         current = {c: frames[c][:, -1] for c in cameras}
         start_probs = self._score(current, [s.task for s in starts], "the start frames")
 
-        n = len(starts) * group_size
         rollout_start = np.repeat(np.arange(len(starts)), group_size)
-        self._starts = tuple(starts)
-        self._group_size = group_size
+        self._begin(starts, group_size, cfg.max_chunks, cfg.chunk_size, start_probs[rollout_start])
         self._cameras = cameras
         self._tasks = tuple(starts[i].task for i in rollout_start)
         self._state = state.select(rollout_start)
-        self._active = np.arange(n)
         self._current = {c: v[rollout_start] for c, v in current.items()}
         self._prev_score = start_probs[rollout_start].astype(np.float64)
-        self._start_probs = start_probs[rollout_start].astype(np.float32)
-        self._num_steps = np.zeros(n, np.int64)
-        self._first_success = np.full(n, -1, np.int64)
-        self._rewards = np.zeros((n, cfg.max_chunks), np.float32)
-        self._probs = np.full((n, cfg.max_chunks, cfg.chunk_size), np.nan, np.float32)
         return self.observations()
-
-    @property
-    def num_rollouts(self) -> int:
-        return len(self._num_steps) if self._starts else 0
-
-    @property
-    def active_indices(self) -> np.ndarray:
-        """Rollouts still running, in the order of :meth:`observations` and of :meth:`step`'s actions."""
-        self._require_reset()
-        return self._active.copy()
-
-    @property
-    def done(self) -> bool:
-        return len(self._active) == 0
 
     def observations(self) -> Observations:
         """What the policy sees now, for the active rollouts."""
@@ -184,16 +203,7 @@ class WorldModelEnv:
             self._state = state.select(np.flatnonzero(keep)) if keep.any() else None
         return StepResult(idx, frames, probs, rewards, terminated, truncated)
 
-    def trajectories(self) -> Trajectories:
-        self._require_reset()
-        return Trajectories(self._group_size, self._starts, self._num_steps.copy(), self._first_success.copy(),
-                            self._rewards.copy(), self._probs.copy(), self._start_probs.copy())
-
     # ---- checks ----------------------------------------------------------------------------------------------
-    def _require_reset(self) -> None:
-        if not self._starts:
-            raise RuntimeError("call reset() first")
-
     def _describe_starts(self) -> str:
         shown = ", ".join(f"{s.source} ep {s.episode_index} frame {s.frame_index}" for s in self._starts[:4])
         return shown + (", ..." if len(self._starts) > 4 else "")

@@ -171,6 +171,13 @@ class KeyframeSampler:
         self.by_source = {s: [k for k in keyframes if k.source == s] for s in KEYFRAME_SOURCES}
         self._rng = np.random.default_rng(self.config.seed)
 
+    def get_state(self) -> dict:
+        """The random stream's position (a resumed run draws the same starts as an uninterrupted one)."""
+        return self._rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state
+
     @property
     def source_probabilities(self) -> dict[str, float]:
         """The probability of each keyframe source in a keyframe draw (sources without keyframes get 0)."""

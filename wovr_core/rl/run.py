@@ -173,7 +173,7 @@ def train_updates(cfg: RLRunConfig, trainer: GRPOTrainer, env, starts: StartSour
         log.info("%s: finished run (%d updates), nothing to do", out, summary["updates"])
         return summary
     rollout_rng = torch.Generator().manual_seed(cfg.seed)
-    generators = {"rollout": rollout_rng, "shuffle": trainer._shuffle}
+    generators = {"rollout": rollout_rng, "shuffle": trainer.shuffle_generator}
     start = _resume(out, trainer, starts, policy_io, generators)
     _keep_history(out / UPDATES_FILE, start)
     _keep_history(out / EVALS_FILE, start + 1)

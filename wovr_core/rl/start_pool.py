@@ -62,7 +62,7 @@ class StartPool:
     def get_state(self) -> dict[str, Any]:
         """JSON-able state of the pool's and its samplers' generators."""
         return {"pool": self.rng.bit_generator.state,
-                "samplers": [s._rng.bit_generator.state for s in self.samplers]}
+                "samplers": [s.get_state() for s in self.samplers]}
 
     def set_state(self, state: dict[str, Any]) -> None:
         if len(state["samplers"]) != len(self.samplers):
@@ -70,4 +70,4 @@ class StartPool:
                             f"{len(self.samplers)}: resume with the same --data")
         self.rng.bit_generator.state = state["pool"]
         for sampler, s in zip(self.samplers, state["samplers"], strict=True):
-            sampler._rng.bit_generator.state = s
+            sampler.set_state(s)

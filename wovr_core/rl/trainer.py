@@ -40,7 +40,7 @@ class GRPOTrainer:
             raise ValueError("the policy has no trainable parameters")
         self.optimizer = optimizer or torch.optim.AdamW(self.params, lr=self.config.lr,
                                                         weight_decay=self.config.weight_decay)
-        self._shuffle = torch.Generator().manual_seed(self.config.seed)
+        self.shuffle_generator = torch.Generator().manual_seed(self.config.seed)  # saved in resumable checkpoints
         self.updates = 0
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
@@ -70,7 +70,7 @@ class GRPOTrainer:
             return stats
         token_stats, losses, grad_norms = TokenStats(), [], []
         for _ in range(cfg.epochs):
-            order = rows[torch.randperm(len(rows), generator=self._shuffle)]
+            order = rows[torch.randperm(len(rows), generator=self.shuffle_generator)]
             for part in torch.tensor_split(order, min(cfg.minibatches, len(order))):
                 loss, part_stats, grad_norm = self._optimizer_step(batch, part, rollout, groups.advantages,
                                                                    weights * cfg.minibatches)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from wovr_core.rl.budget import TrajectoryBudget
-from wovr_core.rl.env import Trajectories
+from wovr_core.rl.env import GroupedRollouts, Trajectories
 from wovr_core.rl.protocols import Observations
 from wovr_core.rl.run_config import TwinEnvConfig
 from wovr_core.types import ACTION_DIM, DUMMY_ACTION
@@ -99,16 +99,13 @@ class _PooledTwins:
         return self.pool.reset(init_states)
 
     def step_some(self, indices: Sequence[int], actions: np.ndarray) -> list[tuple[dict, bool, bool, int]]:
-        conns = self.pool._conns
-        for i, action in zip(indices, actions, strict=True):
-            conns[i].send(("step", np.asarray(action, dtype=np.float64)))
-        return [self.pool._receive(i) for i in indices]
+        return self.pool.step_some(indices, actions)
 
     def close(self) -> None:
         self.pool.close()
 
 
-class TwinEnv:
+class TwinEnv(GroupedRollouts):
     """Rollouts in LIBERO twins, G per start, stepped one action chunk at a time (see the module docstring)."""
 
     def __init__(self, config: TwinEnvConfig, cameras: Sequence[str], image_size: int,
@@ -124,7 +121,6 @@ class TwinEnv:
         self.max_chunks = math.ceil(limit / config.chunk_size)
         self._twins: Any = None
         self._task_ids: list[int] = []
-        self._starts: tuple[TwinStart, ...] = ()
         self.recorded: list[RecordedRollout] = []
 
     def _twin_config(self):
@@ -153,15 +149,11 @@ class TwinEnv:
         rollout_start = np.repeat(np.arange(len(starts)), group_size)
         self._ensure_twins([starts[g].task_id for g in rollout_start])
         obs = self._twins.reset([starts[g].init_state for g in rollout_start])
-        self._starts = tuple(replace(s, task=s.task or obs[0]["task"]) for s in starts)
-        self._group_size = group_size
+        # The twin's predicate is 0 at a reset: s_{-1} = 0 for every rollout.
+        self._begin([replace(s, task=s.task or obs[0]["task"]) for s in starts], group_size, self.max_chunks,
+                    self.config.chunk_size, np.zeros(n, np.float32))
         self._tasks = tuple(o["task"] for o in obs)
         self._current = {c: np.stack([o[f"observation.images.{c}"] for o in obs]) for c in self.cameras}
-        self._active = np.arange(n)
-        self._num_steps = np.zeros(n, np.int64)
-        self._first_success = np.full(n, -1, np.int64)
-        self._rewards = np.zeros((n, self.max_chunks), np.float32)
-        self._probs = np.full((n, self.max_chunks, self.config.chunk_size), np.nan, np.float32)
         self._recording = []
         if self.record:
             for i, o in enumerate(obs):
@@ -176,19 +168,6 @@ class TwinEnv:
             rec.frames.setdefault(c, []).append(obs[f"observation.images.{c}"])
         rec.states.append(np.asarray(obs["observation.state"], np.float32))
         rec.actions.append(np.asarray(action, np.float32))
-
-    @property
-    def num_rollouts(self) -> int:
-        return len(self._num_steps) if self._starts else 0
-
-    @property
-    def active_indices(self) -> np.ndarray:
-        self._require_reset()
-        return self._active.copy()
-
-    @property
-    def done(self) -> bool:
-        return len(self._active) == 0
 
     def observations(self) -> Observations:
         self._require_reset()
@@ -237,13 +216,10 @@ class TwinEnv:
 
     def trajectories(self) -> Trajectories:
         self._require_reset()
-        n = len(self._num_steps)
         if self.record and self.done:
             self.recorded.extend(self._recording)
             self._recording = []
-        return Trajectories(self._group_size, self._starts, self._num_steps.copy(),  # type: ignore[arg-type]
-                            self._first_success.copy(), self._rewards.copy(), self._probs.copy(),
-                            np.zeros(n, np.float32))
+        return super().trajectories()
 
     def episodes(self) -> list[RecordedRollout]:
         """The recorded rollouts of every finished batch so far (``record=True``), and forget them."""
@@ -254,10 +230,6 @@ class TwinEnv:
         if self._twins is not None:
             self._twins.close()
         self._twins, self._task_ids = None, []
-
-    def _require_reset(self) -> None:
-        if not self._starts:
-            raise RuntimeError("call reset() first")
 
     def __enter__(self) -> TwinEnv:
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import traceback
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -73,9 +74,14 @@ class TwinPool:
 
     def step(self, actions: np.ndarray) -> list[tuple[dict, bool, bool, int]]:
         """Step every twin with its action; returns ``(obs, success, done, step)`` per twin."""
-        for conn, action in zip(self._conns, actions, strict=True):
-            conn.send(("step", np.asarray(action, dtype=np.float64)))
-        return [self._receive(i) for i in range(len(self))]
+        return self.step_some(range(len(self)), actions)
+
+    def step_some(self, indices: Sequence[int], actions: np.ndarray) -> list[tuple[dict, bool, bool, int]]:
+        """Step the twins ``indices`` (the others wait), one action each, all at once."""
+        indices = list(indices)
+        for i, action in zip(indices, actions, strict=True):
+            self._conns[i].send(("step", np.asarray(action, dtype=np.float64)))
+        return [self._receive(i) for i in indices]
 
     def close(self) -> None:
         for conn in self._conns:
