@@ -227,13 +227,16 @@ class DemoLoop:
     def _retrain_figures(self, run_id: str) -> dict:
         ws = Workspace(self.retrain_ws)
 
-        def outputs(stage: str) -> dict:
-            return json.loads(ws.manifest_path(run_id, stage).read_text())["outputs"]
+        def manifest(stage: str) -> dict:
+            return json.loads(ws.manifest_path(run_id, stage).read_text())
 
-        evaluation, decision = outputs("evaluate"), outputs("promote")
+        evaluation, decision = manifest("evaluate")["outputs"], manifest("promote")["outputs"]
+        rl = manifest("rl")["metrics"]  # the last GRPO update
         return {"base": evaluation["incumbent"], "candidate": evaluation["candidate"],
                 "reliability": evaluation["reliability"], "promoted": bool(decision["promote"]),
-                "reasons": decision["reasons"], "push": outputs("push")}
+                "reasons": decision["reasons"], "push": manifest("push")["outputs"],
+                "rl_last_update": {k: rl.get(k) for k in ("rollout/success_rate", "num_groups", "dropped_groups",
+                                                          "optimizer_steps")}}
 
     def client(self, server) -> dict:
         from wovr_core.policy.evaluate import evaluate_policy
@@ -291,6 +294,7 @@ class DemoLoop:
             "imagined_success": {"base": rate(retrained["base"]["imagined"]),
                                  "post_rl": rate(retrained["candidate"]["imagined"])},
             "world_model_psnr_db": retrained["reliability"]["psnr_db"],
+            "rl_last_update": retrained["rl_last_update"],
             "promoted": retrained["promoted"], "gate_reasons": retrained["reasons"],
             "push": retrained["push"], "retrain_status": retrained["status"],
             "served": client, "minutes_per_stage": {k: round(v["minutes"], 2) for k, v in self.stages.stages.items()},
@@ -331,12 +335,25 @@ def demo_section_html(summary: dict) -> str:
         f"({pct(twin['base'])})</td><td>{count(twin['post_rl_count'])} ({pct(twin['post_rl'])})</td></tr>"
         f"<tr><td>success imagined in the world model</td><td>{pct(summary['imagined_success']['base'])}</td>"
         f"<td>{pct(summary['imagined_success']['post_rl'])}</td></tr></table>"
+        f"<p>{_rl_sentence(summary['rl_last_update'])}</p>"
         f"<p>Gate: {decision}.</p><ul class=checks>{reasons}</ul>"
         f"<p>Served now: <code>{html.escape(served['checkpoint_id'])}</code>; through the WebSocket client it "
         f"succeeded in {served['successes']}/{served['episodes']} twin episodes "
         f"({served['mean_ms_per_chunk_request']:.0f} ms per chunk request).</p>"
         f"<table><tr><th>stage</th><th>minutes</th></tr>{stages}</table>"
     )
+
+
+def _rl_sentence(last: dict) -> str:
+    groups, dropped = last.get("num_groups"), last.get("dropped_groups")
+    if groups is None or dropped is None:
+        return ""
+    text = (f"The last GRPO update: imagined success {100 * (last.get('rollout/success_rate') or 0):.0f}%, "
+            f"{dropped:.0f} of {groups:.0f} groups without a learning signal")
+    if groups and dropped == groups:
+        text += (" (every rollout of a group had the same return: at this scale the world model rarely imagines "
+                 "a success the reward model recognises, so the policy did not change)")
+    return text + "."
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ They read and write real files the way the real stages do, but learn next to not
 * reward model: each task's success frequency;
 * RL: the incumbent must be a stub policy (:mod:`wovr_core.policy.stub`); the candidate is the same stub
   with ``action_bias`` moved by ``smoke.bias_step``;
-* evaluation: success ~ Binomial(trials, sigmoid(success_gain * action_bias)), seeded by the checkpoint id,
+* evaluation: success ~ Binomial(trials, sigmoid(success_gain * action_bias)), seeded by the policy's config,
   so a positive ``bias_step`` makes a better candidate and a negative one a worse candidate.
 
 Use them to check a workspace, a timer or a policy server set-up end to end; never to train a robot.
@@ -139,10 +139,13 @@ def bias_step_rl(ctx: StageContext) -> StageResult:
 
 
 def _draw(directory, tasks: list[str], trials: int, gain: float, stream: str) -> tuple[SuccessCount, dict]:
-    bias = float(_stub_config(directory)["action_bias"])
+    config = _stub_config(directory)
+    bias = float(config["action_bias"])
     p = 1.0 / (1.0 + math.exp(-gain * bias))
-    ident = checkpoint_id(directory)
-    rng = np.random.default_rng([zlib.crc32(ident.split("@")[1].encode()), zlib.crc32(stream.encode())])
+    # Seeded by the policy's config, not its checkpoint id: the id hashes files that record when they were
+    # written, and a test of the gate must draw the same counts on every run.
+    rng = np.random.default_rng([zlib.crc32(json.dumps(config, sort_keys=True).encode()),
+                                 zlib.crc32(stream.encode())])
     per_task, total = {}, 0
     for k, task in enumerate(tasks):
         n = trials // len(tasks) + (1 if k < trials % len(tasks) else 0)
