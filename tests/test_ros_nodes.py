@@ -116,7 +116,7 @@ def test_teleop_episode_is_recorded_with_keyframe_success_and_calibration(tmp_pa
         assert infos[-1].header.frame_id == "cam0_optical_frame"
 
         commands = probe.publisher(topics.ARM_COMMAND, m["JointState"])
-        start = probe.call(topics.SRV_START_EPISODE, m["Trigger"], retry_while="no images yet")
+        start = probe.call(topics.SRV_START_EPISODE, m["Trigger"], retry_while="not ready")
         assert start.success, f"{start.message}\n{rec.log()}"
         t_start = time.monotonic()
         drive(probe, commands, [0.3, 0, 0, 0, 0, 0, -1], 1.0)
@@ -167,10 +167,10 @@ def test_a_recorder_killed_mid_episode_loses_no_committed_episode(tmp_path, ros_
     with NodeProcess("camera_node", camera_params, env, tmp_path), NodeProcess("arm_node", ARM, env, tmp_path):
         rec = NodeProcess("recorder_node", recorder_params, env, tmp_path, name="recorder_1")
         try:
-            assert probe.call(topics.SRV_START_EPISODE, m["Trigger"], retry_while="no images yet").success
+            assert probe.call(topics.SRV_START_EPISODE, m["Trigger"], retry_while="not ready").success
             time.sleep(1.0)
             assert probe.call(topics.SRV_STOP_EPISODE, m["Trigger"]).success
-            assert probe.call(topics.SRV_START_EPISODE, m["Trigger"], retry_while="no images yet").success
+            assert probe.call(topics.SRV_START_EPISODE, m["Trigger"], retry_while="not ready").success
             time.sleep(1.5)  # mid-episode: frames staged, nothing committed
         finally:
             rec.kill()
@@ -186,7 +186,7 @@ def test_a_recorder_killed_mid_episode_loses_no_committed_episode(tmp_path, ros_
             # The killed recorder's service stays in DDS discovery for a while, and a request sent before the
             # new server is matched is lost: resend, and a resent start finding the episode open is fine.
             assert rec2.wait_for_log("recorder_node active", 60), rec2.log()
-            start = probe.call(topics.SRV_START_EPISODE, m["Trigger"], resend_s=3.0, retry_while="no images yet")
+            start = probe.call(topics.SRV_START_EPISODE, m["Trigger"], resend_s=3.0, retry_while="not ready")
             assert start.success or "already recording" in start.message, f"{start.message}\n{rec2.log()}"
             assert rec2.wait_for_log("recording episode 1", 30), rec2.log()
             time.sleep(1.0)

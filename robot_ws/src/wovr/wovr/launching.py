@@ -7,7 +7,7 @@ machines with only the PyPI ROS wheels).
         env = ros_env(domain_id)
         with NodeProcess("recorder_node", {"record_dir": "/tmp/ds", "cameras": ["cam0"]}, env, log_dir), \\
                 RosProbe(domain_id) as probe:
-            probe.call(topics.SRV_START_EPISODE, Trigger, retry_while="no images yet")
+            probe.call(topics.SRV_START_EPISODE, Trigger, retry_while="not ready")
 
 Every process gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and the given ``ROS_DOMAIN_ID``: DDS traffic
 never leaves the machine and parallel runs do not see each other.
@@ -175,7 +175,7 @@ class RosProbe:
              retry_while: str = ""):
         """Blocking service call; raises TimeoutError naming the service.
 
-        ``retry_while``: a refusal whose message contains it (``"no images yet"``) is retried until the
+        ``retry_while``: a refusal whose message contains it (``"not ready"``) is retried until the
         timeout. ``resend_s``: for calls that are safe to repeat, an unanswered request is sent again this
         often (``wait_for_service`` is also satisfied by a server that was just killed and that DDS still
         knows about)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 from geometry_msgs.msg import PoseStamped
@@ -29,6 +30,8 @@ from wovr.recording import EpisodeRecorder, RecorderError
 from wovr_core.data.video import VideoConfig
 from wovr_core.runtime.alignment import AlignmentConfig
 from wovr_core.types import RobotState
+
+CALIBRATION_STATUS_WAIT_S = 5.0
 
 
 class RecorderNode(WovrNode):
@@ -58,6 +61,7 @@ class RecorderNode(WovrNode):
         self.recorder: EpisodeRecorder | None = None
         self._task_from_topic = ""
         self._calibration: dict[str, dict] = {}
+        self._first_image_at: dict[str, float] = {}  # monotonic time of each camera's first image
         self._mcap = None
         self._entities: list = []
 
@@ -117,6 +121,7 @@ class RecorderNode(WovrNode):
         except MessageError as exc:
             self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
             return
+        self._first_image_at.setdefault(camera, time.monotonic())
         self.recorder.add_frame(frame)
 
     def _on_state(self, state: RobotState) -> None:
@@ -162,7 +167,15 @@ class RecorderNode(WovrNode):
     def _start(self) -> str:
         assert self.recorder is not None
         # No waiting for late cameras here (it would stall the executor that delivers them): the recorder
-        # refuses with "no images yet from cameras [...]" and the caller retries.
+        # refuses with "not ready: ..." and the caller retries.
+        now = time.monotonic()
+        # A camera's latched calibration status can arrive after its first images (DDS discovery order):
+        # wait for it a little, then record it as unknown (a camera driver may publish none).
+        pending = [cam for cam in self.recorder.cameras if cam not in self._calibration
+                   and now - self._first_image_at.get(cam, now) < CALIBRATION_STATUS_WAIT_S]
+        if pending and all(cam in self._first_image_at for cam in self.recorder.cameras):
+            raise RecorderError(f"not ready: no calibration status yet from cameras {pending} (waiting up to "
+                                f"{CALIBRATION_STATUS_WAIT_S:.0f} s after their first image)")
         calibration = {cam: self._calibration.get(cam) for cam in self.recorder.cameras}
         ids = [(c or {}).get("episode_id", f"{cam}:unknown") for cam, c in calibration.items()]
         for cam, c in calibration.items():

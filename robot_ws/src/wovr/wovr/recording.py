@@ -342,7 +342,7 @@ class EpisodeRecorder:
                       timeout_s: float = 30.0) -> str:
         missing = [c for c in self.cameras if c not in self._sizes]
         if missing:
-            raise RecorderError(f"no images yet from cameras {missing}; is their node running?")
+            raise RecorderError(f"not ready: no images yet from cameras {missing}; is their node running?")
         if not task:
             raise RecorderError("no task: set the recorder's 'task' parameter or publish it on /wovr/task")
         with self._lock:

@@ -46,7 +46,7 @@ class ServiceCaller:
 
     def call(self, client, request, retry_while: str = "", retry_for_s: float = 10.0) -> object | None:
         """Blocking call from the worker thread; None (and a log line) when it fails. A refusal whose
-        message contains ``retry_while`` (e.g. the recorder has no images yet) is retried for ``retry_for_s``."""
+        message contains ``retry_while`` (e.g. the recorder is "not ready": no images yet) is retried for ``retry_for_s``."""
         deadline = time.monotonic() + retry_for_s
         while True:
             response = self._call_once(client, request)
@@ -205,7 +205,7 @@ class TeleopNode(WovrNode):
                 self._estop_pub.publish(Bool(data=True))
             elif event is TeleopEvent.START_EPISODE:
                 self._caller.submit(lambda: self._caller.call(self._service_clients["start"], Trigger.Request(),
-                                                              retry_while="no images yet"))
+                                                              retry_while="not ready"))
             elif event is TeleopEvent.STOP_EPISODE:
                 self._caller.submit(lambda: self._caller.call(self._service_clients["stop"], Trigger.Request()))
             elif event is TeleopEvent.MARK_KEYFRAME:
