@@ -247,7 +247,7 @@ class DemoLoop:
             served = policy.metadata()["checkpoint_id"]
             cfg = self._eval_config(self.config.client_episodes_per_task, 0, workers=1, videos=1)
             results = evaluate_policy(policy, cfg, self.root / "client" / served.replace("@", "_"))
-        latency = sorted(r["infer_ms_per_chunk"] for r in results["episode_records"])
+        latency = [r["infer_ms_per_chunk"] for r in results["episode_records"]]
         return {"checkpoint_id": served, "checkpoints_seen": sorted(policy.checkpoints_seen),
                 "successes": results["successes"], "episodes": results["episodes"],
                 "tasks": [{k: t[k] for k in ("task", "successes", "episodes")} for t in results["tasks"]],
@@ -319,8 +319,13 @@ def demo_section_html(summary: dict) -> str:
         return "-" if not c else f"{c['successes']}/{c['trials']}"
 
     twin, served, demos = summary["twin_success"], summary["served"], summary["demos"]
-    decision = ("<span class=ok>promoted and pushed</span>" if summary["promoted"]
-                else "<span class=bad>not promoted</span>: the deployed base policy stays")
+    push = summary["push"]
+    if not summary["promoted"]:
+        decision = "<span class=bad>not promoted</span>: the deployed base policy stays"
+    elif push.get("status") == "pending_push":
+        decision = f"<span class=ok>promoted</span>, push pending ({html.escape(str(push.get('detail', '')))})"
+    else:
+        decision = f"<span class=ok>promoted and pushed</span> ({html.escape(str(push.get('detail', '')))})"
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in summary["gate_reasons"])
     stages = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>"
                      for k, v in summary["minutes_per_stage"].items())
