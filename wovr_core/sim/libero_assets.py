@@ -8,6 +8,7 @@ with an unpickler that only accepts numpy arrays, so the twin needs neither torc
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import logging
@@ -62,7 +63,9 @@ def prepare_libero() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     root, assets = libero_root(), assets_root()
-    config_dir = cache_dir() / "libero"
+    # One config folder per LIBERO installation: two checkouts (two venvs) on one machine would otherwise
+    # rewrite each other's paths under a running process.
+    config_dir = cache_dir() / "libero" / hashlib.sha1(str(root).encode()).hexdigest()[:12]
     config_dir.mkdir(parents=True, exist_ok=True)
     config = (
         f"benchmark_root: {root}\n"
@@ -73,7 +76,7 @@ def prepare_libero() -> None:
     )
     config_file = config_dir / "config.yaml"
     if not config_file.exists() or config_file.read_text() != config:
-        tmp = config_file.with_suffix(".tmp")
+        tmp = config_file.with_name(f".config.{os.getpid()}.tmp")  # processes starting together: no clash
         tmp.write_text(config)
         tmp.replace(config_file)
     os.environ["LIBERO_CONFIG_PATH"] = str(config_dir)
