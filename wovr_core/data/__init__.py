@@ -34,10 +34,11 @@ _EXPORTS = {
     "EPISODE_SOURCES": "schema", "SUCCESS_SOURCES": "schema", "DatasetInfo": "schema", "EpisodeMeta": "schema",
     "FileSpan": "schema", "FeatureStats": "stats", "NormStats": "stats", "compute_stats": "stats",
     "ValidationReport": "validate", "validate_dataset": "validate", "VideoConfig": "video", "psnr": "video",
-    "EpisodeWriter": "writer", "WriterConfig": "writer",
+    "EpisodeWriter": "writer", "WriterConfig": "writer", "atomic_write_json": "_fsio",
 }
 
 if TYPE_CHECKING:
+    from ._fsio import atomic_write_json
     from .layout import CODEBASE_VERSION
     from .lock import DatasetLock
     from .reader import Clip, Episode, EpisodeDataset, FrameSample
@@ -75,6 +76,7 @@ __all__ = [
     "ValidationReport",
     "VideoConfig",
     "WriterConfig",
+    "atomic_write_json",
     "compute_stats",
     "psnr",
     "validate_dataset",

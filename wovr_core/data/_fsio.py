@@ -66,8 +66,8 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     commit_file(tmp, path, durable)
 
 
-def atomic_write_json(path: Path, obj: Any, durable: bool = True) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode(), durable)
+def atomic_write_json(path: Path, obj: Any, durable: bool = True, sort_keys: bool = False) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode(), durable)
 
 
 def write_parquet_atomic(table: pa.Table, path: Path, durable: bool = True, row_group_size: int | None = None) -> None:

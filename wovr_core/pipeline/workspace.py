@@ -19,12 +19,12 @@ Paths inside JSON files are relative to the workspace, so a workspace can be mov
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wovr_core.config import from_dict, to_dict
+from wovr_core.data import atomic_write_json
 from wovr_core.errors import DataError
 
 STATE_FILE = "state.json"
@@ -40,23 +40,7 @@ RESUMABLE = (RUNNING, FAILED)
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write, fsync, rename: readers (and a run resumed after SIGKILL) see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic_write_json(path, obj, sort_keys=True)
 
 
 def read_json(path: Path, what: str) -> Any:
