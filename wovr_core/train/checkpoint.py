@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from wovr_core.errors import DataError
+from wovr_core.world_model.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 
 log = logging.getLogger(__name__)
 
@@ -38,33 +39,14 @@ STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
+OPTIMIZER_PREFIX = "optimizer."  # the optimizer's tensors share training_state.safetensors with the RNG state
+
+
 def checkpoint_name(step: int) -> str:
     return f"step-{step:07d}"
 
 
 # ------------------------------------------------------------------------------------------------ state
-def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for param_id, entries in state["state"].items():
-        for name, value in entries.items():
-            key = f"optimizer.{param_id}.{name}"
-            if torch.is_tensor(value):
-                tensors[key] = value.detach().cpu().contiguous()
-            else:
-                scalars[key] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    items = [(k, v) for k, v in tensors.items() if k.startswith("optimizer.")] + list(meta["scalars"].items())
-    for key, value in items:
-        _, param_id, name = key.split(".", 2)
-        state.setdefault(int(param_id), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors = {"rng.torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -100,7 +82,7 @@ def save_training_checkpoint(run_dir: str | Path, step: int, write_policy: Calla
     final, tmp = root / name, root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     write_policy(tmp)
-    opt_tensors, opt_meta = _optimizer_state(optimizer)
+    opt_tensors, opt_meta = optimizer_to_tensors(optimizer, OPTIMIZER_PREFIX)
     rng_tensors, rng_meta = _rng_state()
     save_file({**opt_tensors, **rng_tensors}, str(tmp / TENSORS_FILE), metadata={"format": "pt"})
     payload = {**state, "step": step, "optimizer": opt_meta, "rng": rng_meta,
@@ -174,7 +156,7 @@ def restore_training_state(checkpoint: Path, optimizer: torch.optim.Optimizer, s
     except Exception as e:  # safetensors raises several error types for corrupt files
         raise DataError(f"{path}: unreadable training state ({type(e).__name__}: {e})") from None
     try:
-        _restore_optimizer(optimizer, tensors, state["optimizer"])
+        optimizer_from_tensors(optimizer, tensors, state["optimizer"], OPTIMIZER_PREFIX)
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
         _restore_rng(tensors, state["rng"])
