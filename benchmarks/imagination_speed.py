@@ -37,9 +37,10 @@ def build_model(model_dir: str | None, image_size: int, dtype: str, device: str 
         from wovr_core.world_model.eval_cli import resolve_run
 
         model = WorldModel.load(resolve_run(model_dir)[0])
-        model.config.dtype = dtype
+        model.config.dtype = dtype or model.config.dtype  # default: the dtype the model imagines in
     else:
-        model = WorldModel.build(make_config(WorldModelConfig, "tiny", {"image_size": image_size, "dtype": dtype}))
+        model = WorldModel.build(make_config(WorldModelConfig, "tiny", {"image_size": image_size,
+                                                                        "dtype": dtype or "float32"}))
     return model.prepare_for_inference(device)
 
 
@@ -121,7 +122,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2, help="imagine() calls per world-model round")
     parser.add_argument("--twin-steps", type=int, default=40, help="env steps per twin round")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                        help="inference dtype (default: the checkpoint's own; float32 for a fresh model)")
     parser.add_argument("--no-compile", action="store_true", help="time the eager model")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the twin is one single-threaded process too, and on a "
@@ -175,7 +177,7 @@ def main() -> None:
         "seconds_per_call": split,
         "world_model": {"preset": "tiny" if not args.model else args.model, "image_size": cfg.image_size,
                         "cameras": list(cfg.cameras), "batch": args.batch, "chunk_frames": cfg.chunk_frames,
-                        "euler_steps": cfg.euler_steps, "dtype": args.dtype, "compiled": not args.no_compile,
+                        "euler_steps": cfg.euler_steps, "dtype": cfg.dtype, "compiled": not args.no_compile,
                         "torch_threads": torch.get_num_threads()},
         "twin": {"image_size": 128, "cameras": ["agentview", "wrist"], "processes": 1, "render_quality": "fast"},
         "gpu": gpu,

@@ -1,18 +1,21 @@
 """World-model fidelity on held-out episodes: PSNR/SSIM at 8/32/128 frames, reward agreement, controllability.
 
-    python benchmarks/world_model_fidelity.py [--run RUN_DIR] [--reward-model DIR] [--set key=value ...]
+    python benchmarks/world_model_fidelity.py [--train-set key=value ...]   # prepare, train, evaluate
+    python benchmarks/world_model_fidelity.py --run RUN_DIR                 # evaluate an existing train-wm run
 
-The run is a ``wovr train-wm`` run directory (default ~/.cache/wovr/bench/wm_run/tiny) on the benchmark
-dataset of benchmarks/reward_model.py, e.g.::
+Without ``--run`` the benchmark builds its own run, stage-cached in a workspace outside the repo (default
+~/.cache/wovr/bench/wm_bench; a rerun skips finished stages, and an interrupted training resumes):
 
-    wovr train-wm --data ~/.cache/wovr/bench/libero_object_noisy --out ~/.cache/wovr/bench/wm_run/tiny \
-        --set threads=1 --set ae_max_steps=1000 --set ae_val_every=200 --set val_every=250
+1. the twin's scripted demos: the noisy-expert dataset of benchmarks/reward_model.py (collected if missing);
+2. ``base_rollouts``: rollouts of the libero_object base policy of benchmarks/base_policy.py in the twin
+   (``--rollouts-per-task`` per task, LIBERO init states 10.., away from the base evaluation's 0-9), with
+   LIBERO's predicate as their success label: the policy's own successes and failures;
+3. ``world_model``: ``wovr train-wm`` on both (``TRAIN_SETTINGS`` plus ``--train-set`` overrides).
 
-Open-loop replay of each held-out episode's real actions from its first frame (see ``wovr eval-wm``): the
-model never sees another real frame. Videos, the full-size frame grid and the report go to a workspace
-outside the repo (default ~/.cache/wovr/bench/world_model_fidelity); the summary goes to
-benchmarks/results/world_model_fidelity.json and a small grid of two episodes (per camera, every 16th
-frame: real row above imagined row) to benchmarks/results/world_model_fidelity.png.
+Then open-loop replay of each held-out episode's real actions from its first frame (see ``wovr eval-wm``): the
+model never sees another real frame. Videos, the full-size frame grid and the report go to the workspace; the
+summary goes to benchmarks/results/world_model_fidelity.json and a small grid of two episodes (per camera,
+every 16th frame: real row above imagined row) to benchmarks/results/world_model_fidelity.png.
 """
 
 from __future__ import annotations
@@ -28,6 +31,56 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID_WIDTH = 640  # pixels of the PNG kept in the repo
+DEMOS = "~/.cache/wovr/bench/libero_object_noisy"  # shared with benchmarks/reward_model.py
+BASE_POLICY = "~/.cache/wovr/bench/base_policy/libero_object-n3-s0/run/policy"
+ROLLOUT_FIRST_INIT_STATE = 10  # the base evaluation uses LIBERO's init states 0-9
+# One torch thread (a second job shares the 2 cores); a validation every 250 steps decides when it stops.
+# Imagination in bfloat16: the same PSNR as float32 to 0.1 dB, and about 1.4x faster on this CPU's AMX
+# (benchmarks/imagination_speed.py follows the model's dtype); a CPU without bfloat16 units wants float32.
+TRAIN_SETTINGS = ["threads=1", "ae_max_steps=5500", "ae_val_every=250", "max_steps=20000", "val_every=250",
+                  "checkpoint_every=250", "model.dtype=bfloat16"]
+
+
+def record_base_rollouts(policy: Path, out: Path, per_task: int) -> dict:
+    """The base policy's rollouts on every libero_object task, written as a ``source="policy"`` dataset."""
+    from wovr_core.config import make_config
+    from wovr_core.rl.budget import TrajectoryBudget
+    from wovr_core.rl.pace import record_twin_rollouts
+    from wovr_core.rl.run_config import RLRunConfig
+
+    cfg = make_config(RLRunConfig, "tiny", ["twin.suite=libero_object", f"pace.rollouts_per_task={per_task}",
+                                            f"pace.first_init_state={ROLLOUT_FIRST_INIT_STATE}"])
+    summary = record_twin_rollouts(cfg, policy, out / "dataset", TrajectoryBudget(out / "budget.json"))
+    return {**summary, "dataset": str(out / "dataset"), "policy": str(policy)}
+
+
+def prepare_run(args, parser) -> Path:
+    """Demos, base-policy rollouts and a trained world model (stage-cached); returns the train-wm run."""
+    from reward_model import ensure_dataset
+
+    from wovr_core.config import make_config
+    from wovr_core.pipeline.stage_cache import StageCache
+    from wovr_core.world_model import train_world_model
+    from wovr_core.world_model.config import WorldModelTrainConfig
+
+    policy = Path(args.base_policy).expanduser()
+    if not (policy / "config.json").exists():
+        parser.error(f"{policy}: no base policy; train it with: python benchmarks/base_policy.py --suite libero_object")
+    stages = StageCache(Path(args.workspace).expanduser())
+    demos = Path(DEMOS).expanduser()
+    ensure_dataset(demos)
+    rollouts = stages.run("base_rollouts", lambda: record_base_rollouts(policy, stages.root / "base_rollouts",
+                                                                         args.rollouts_per_task))
+    run = stages.root / "wm_run"
+
+    def train() -> dict:
+        cfg = make_config(WorldModelTrainConfig, "tiny", [*TRAIN_SETTINGS, *args.train_set])
+        summary = train_world_model(cfg, [demos, Path(rollouts["dataset"])], run, preset="tiny")
+        return {"run": str(run), "best": summary["best"], "global_step": summary["global_step"],
+                "settings": [*TRAIN_SETTINGS, *args.train_set]}
+
+    stages.run("world_model", train)
+    return run
 
 
 def main() -> None:
@@ -35,15 +88,25 @@ def main() -> None:
     from wovr_core.world_model.config import WorldModelEvalConfig
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="~/.cache/wovr/bench/wm_run/tiny",
-                        help="train-wm run directory (held-out episodes from its split)")
+    parser.add_argument("--run", default=None,
+                        help="evaluate this train-wm run directory (held-out episodes from its split) instead of "
+                             "preparing and training the benchmark's own run")
+    parser.add_argument("--workspace", default="~/.cache/wovr/bench/wm_bench",
+                        help="stage cache of the benchmark's own run (base rollouts, train-wm run)")
+    parser.add_argument("--base-policy", default=BASE_POLICY, help="libero_object base policy checkpoint")
+    parser.add_argument("--rollouts-per-task", type=int, default=4, help="base-policy rollouts per task")
+    parser.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="WorldModelTrainConfig override of the benchmark's run (repeatable)")
     parser.add_argument("--reward-model", default="~/.cache/wovr/bench/reward_model",
                         help="reward model directory for the success-probability agreement (skipped if absent)")
-    parser.add_argument("--workdir", default="~/.cache/wovr/bench/world_model_fidelity")
+    parser.add_argument("--workdir", default="~/.cache/wovr/bench/world_model_fidelity",
+                        help="videos, frame grid and the full report")
     parser.add_argument("--out", default=str(RESULTS / "world_model_fidelity.json"))
     add_config_arguments(parser, WorldModelEvalConfig)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MUJOCO_GL", "egl")  # the base rollouts render offscreen
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
     import cv2
     import torch
@@ -57,9 +120,10 @@ def main() -> None:
     if not any(o.startswith("videos=") for o in args.overrides):
         cfg = dataclasses.replace(cfg, videos=2)  # the grid kept in the repo shows two episodes
     torch.set_num_threads(cfg.threads or 1)  # one thread: a shared machine's busy cores make OpenMP waits costly
-    model_dir, split_path = resolve_run(args.run)
+    run = args.run or str(prepare_run(args, parser))
+    model_dir, split_path = resolve_run(run)
     if split_path is None:
-        parser.error(f"{args.run}: no split.json (pass a train-wm run directory)")
+        parser.error(f"{run}: no split.json (pass a train-wm run directory)")
     split = json.loads(split_path.read_text())
     model = WorldModel.load(model_dir).prepare_for_inference()
     datasets = open_datasets(split["datasets"], model.config.cameras)
@@ -82,8 +146,10 @@ def main() -> None:
     result = {
         "what": "open-loop replay of held-out episodes' real actions from their first frame (PSNR dB, SSIM: mean "
                 "over the first h imagined frames)",
-        "command": f"python benchmarks/world_model_fidelity.py --run {args.run}"
+        "command": "python benchmarks/world_model_fidelity.py" + (f" --run {args.run}" if args.run else "")
+                   + "".join(f" --train-set {o}" for o in ([] if args.run else args.train_set))
                    + "".join(f" --set {o}" for o in args.overrides),
+        "run": run,
         "model": str(model_dir), "model_stage": manifest.get("stage"), "model_step": manifest.get("step"),
         "model_validation": manifest.get("metrics"), "datasets": split["datasets"],
         "held_out_episodes": len(report["episodes"]),

@@ -6,6 +6,8 @@ AutoencoderKLWan, causal, cameras side by side) with tiny random configs of the 
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -274,6 +276,19 @@ def test_bad_inputs_are_rejected_with_a_clear_message(model):
         model.imagine(state, bad)
     with pytest.raises(ValueError, match="actions must be"):
         model.imagine(state, _chunk(model, 1)[:, :5])
+
+
+def test_a_new_model_starts_from_a_trained_frame_autoencoder_in_its_folder(tmp_path, model):
+    model.save(tmp_path / "first")
+    cfg = tiny_model_config(**{"codec.pretrained_path": str(tmp_path / "first" / "codec")})
+    reused = WorldModel.build(cfg)
+    for name, tensor in model.codec.state_dict().items():
+        torch.testing.assert_close(reused.codec.state_dict()[name], tensor.float(), msg=name)
+    reused.save(tmp_path / "second")  # the saved model carries its codec: it loads without the first folder
+    shutil.rmtree(tmp_path / "first")
+    assert WorldModel.load(tmp_path / "second").codec.autoencoder.config.latent_channels == 4
+    with pytest.raises(DataError, match="no_codec"):
+        WorldModel.build(tiny_model_config(**{"codec.pretrained_path": str(tmp_path / "no_codec")}))
 
 
 def test_presets_build_configs_and_missing_pretrained_weights_are_named(tmp_path):

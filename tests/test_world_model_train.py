@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
 from wm_helpers import tiny_train_config, tiny_train_overrides, wovr_argv, write_synthetic_dataset
 
@@ -19,7 +20,7 @@ from wovr_core.config import ConfigError
 from wovr_core.errors import DataError
 from wovr_core.world_model import checkpoint as ckpt
 from wovr_core.world_model.model import WorldModel
-from wovr_core.world_model.train import train_world_model
+from wovr_core.world_model.train import WeightAverage, train_world_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,6 +98,50 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, data):
     assert not (stopped / "checkpoints" / ".step-9999999.tmp").exists()
 
 
+def test_the_weight_average_follows_its_decay_swaps_in_and_out_and_round_trips(tmp_path):
+    layer = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+    average = WeightAverage(layer, decay=0.9)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    average.update(step=1)  # warm-up: decay min(0.9, 2 / 11)
+    torch.testing.assert_close(average.average[0], torch.full((1, 2), 1 - 2 / 11))
+    average.update(step=1000)  # decay 0.9
+    torch.testing.assert_close(average.average[0], torch.full((1, 2), 0.9 * (1 - 2 / 11) + 0.1))
+    with average.swapped():
+        torch.testing.assert_close(layer.weight.detach(), average.average[0])
+    assert torch.equal(layer.weight.detach(), torch.ones(1, 2))  # the trained weights are back
+    average.save(tmp_path / "ema.safetensors")
+    restored = WeightAverage(layer, decay=0.9)
+    restored.load(tmp_path / "ema.safetensors")
+    torch.testing.assert_close(restored.average[0], average.average[0])
+    with pytest.raises(DataError, match="does not match"):
+        WeightAverage(torch.nn.Linear(3, 1), decay=0.9).load(tmp_path / "ema.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(DataError, match="unreadable weight average"):
+        restored.load(tmp_path / "bad.safetensors")
+
+
+def test_a_run_reuses_or_goes_on_training_the_autoencoder_of_an_earlier_run(tmp_path, data):
+    first = tmp_path / "first"
+    train_world_model(tiny_train_config(ae_max_steps=2, max_steps=1), [data], first)
+    codec = str(first / "model" / "codec")
+    reused = tmp_path / "reused"
+    summary = train_world_model(tiny_train_config(**{"ae_max_steps": 0, "max_steps": 1,
+                                                     "model.codec.pretrained_path": codec}), [data], reused)
+    assert [h["stage"] for h in summary["history"]] == ["denoiser"]
+    _assert_same_weights(first / "model" / "codec", reused / "model" / "codec")  # latent statistics too
+    assert (json.loads((first / "model" / "codec" / "config.json").read_text())["latent_std"]
+            == json.loads((reused / "model" / "codec" / "config.json").read_text())["latent_std"])
+    trained = tmp_path / "trained"
+    summary = train_world_model(tiny_train_config(**{"ae_max_steps": 2, "max_steps": 1,
+                                                     "model.codec.pretrained_path": codec}), [data], trained)
+    assert [h["stage"] for h in summary["history"]][0] == "autoencoder"
+    before, after = _weights(first / "model" / "codec"), _weights(trained / "model" / "codec")
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+
+
 def test_resuming_with_a_different_config_is_refused(tmp_path, data):
     out = tmp_path / "run"
     train_world_model(tiny_train_config(ae_max_steps=1, max_steps=1), [data], out)
@@ -163,6 +208,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrup
     uninterrupted = tmp_path / "uninterrupted"
     train_world_model(tiny_train_config(max_steps=target, **settings), [data], uninterrupted)
     _assert_same_weights(ckpt.latest_checkpoint(uninterrupted), ckpt.latest_checkpoint(out))
+    # The saved model holds the weight average, which the resumed run restored rather than restarted.
+    _assert_same_weights(uninterrupted / "model", out / "model")
 
 
 @pytest.mark.slow

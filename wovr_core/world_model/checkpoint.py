@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
 OPTIMIZER_FILE = "optimizer.safetensors"
+EMA_FILE = "ema.safetensors"  # the denoiser's weight average, when the trainer keeps one
 STATE_FILE = "trainer_state.json"
 
 

@@ -94,6 +94,14 @@ class FrameAECodec(Codec):
 
     def __init__(self, config: CodecConfig, num_cameras: int, autoencoder: FrameAutoencoder | None = None):
         super().__init__(config, num_cameras)
+        if autoencoder is None and config.pretrained_path:
+            # An autoencoder trained in an earlier run (its <model>/codec folder): train-wm goes on training
+            # it for ae_max_steps, or with ae_max_steps=0 reuses it as it is (one latent space for runs that
+            # share it).
+            path = expand(config.pretrained_path)
+            if not path.is_dir():
+                raise DataError(f"{path}: frame autoencoder folder not found (codec.pretrained_path)")
+            autoencoder = load_pretrained(FrameAutoencoder, path, "frame autoencoder")
         # channels_last: oneDNN's CPU convolutions (transposed ones above all) are many times faster with it.
         self.autoencoder = (autoencoder or FrameAutoencoder(**config.frame_ae)).to(memory_format=torch.channels_last)
         self.spatial_factor = self.autoencoder.downsample_factor

@@ -55,7 +55,9 @@ class CodecConfig:
     kind: Literal["frame_ae", "wan_vae"] = "frame_ae"
     frame_ae: dict[str, Any] = field(default_factory=_tiny_frame_autoencoder)
     wan_vae: dict[str, Any] = field(default_factory=dict)
-    pretrained_path: str = ""  # wan_vae: a folder with config.json + safetensors (e.g. <Wan2.2>/vae)
+    # wan_vae: a folder with config.json + safetensors (e.g. <Wan2.2>/vae); frame_ae: the codec/ folder of a
+    # trained world model, the starting point of the autoencoder stage (ae_max_steps=0: reused as it is)
+    pretrained_path: str = ""
     # How the cameras share one latent video: "channels" stacks their latents (tokens do not grow with
     # the number of cameras); "width" tiles the images side by side before encoding (what a pretrained
     # video VAE/transformer expects).
@@ -172,8 +174,8 @@ class WorldModelTrainConfig:
         "tiny": {},
         "paper": {
             "model": WorldModelConfig.PRESETS["paper"],
-            "batch_size": 32, "lr": 5e-5, "max_steps": 100_000, "val_every": 1000, "checkpoint_every": 1000,
-            "mixed_precision": "bf16", "pool_episodes": 256, "cache_latents": False,
+            "batch_size": 32, "lr": 5e-5, "ema_decay": 0.9999, "max_steps": 100_000, "val_every": 1000,
+            "checkpoint_every": 1000, "mixed_precision": "bf16", "pool_episodes": 256, "cache_latents": False,
         },
     }
 
@@ -184,6 +186,9 @@ class WorldModelTrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 200
     grad_clip: float = 1.0
+    # Exponential moving average of the denoiser's weights (0: off). Validation, the saved best model and so
+    # imagination use the average, which samples cleaner frames than the last step's noisy weights.
+    ema_decay: float = 0.999
     max_steps: int = 20_000
     val_every: int = 250
     patience: int = 8
@@ -214,6 +219,8 @@ class WorldModelTrainConfig:
             raise ConfigError("batch sizes must be >= 1")
         if self.max_steps < 0 or self.ae_max_steps < 0:
             raise ConfigError("max_steps must be >= 0")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0: no average), got {self.ema_decay}")
         if self.val_every < 1 or self.ae_val_every < 1 or self.checkpoint_every < 1:
             raise ConfigError("val_every, ae_val_every and checkpoint_every must be >= 1")
         if not 0 <= self.val_fraction < 1:

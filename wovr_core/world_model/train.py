@@ -1,9 +1,12 @@
 """``wovr train-wm``: fit the world model on episode datasets (demos and policy rollouts, successes and
 failures alike), resumably.
 
-Stages: ``autoencoder`` (frame codecs trained here; skipped for a pretrained Wan VAE), then ``denoiser``
+Stages: ``autoencoder`` (frame codecs trained here, from scratch or on from ``codec.pretrained_path``;
+skipped for a pretrained Wan VAE), then ``denoiser``
 (the codec frozen). Each stage validates every ``val_every`` steps on held-out episodes and stops at
-``max_steps`` or after ``patience`` validations without a relative improvement of ``min_delta``.
+``max_steps`` or after ``patience`` validations without a relative improvement of ``min_delta``. The denoiser
+stage keeps an exponential moving average of its weights (``ema_decay``): that average is what is validated
+and saved as the model.
 
 Resuming is exact: every random draw of step ``s`` (clip choice, augmentation, noise, t) comes from a
 generator seeded by ``(seed, stage, s)`` and the episode pool's content is a function of ``s``, so a run
@@ -20,6 +23,7 @@ Run directory::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -234,15 +238,20 @@ class WorldModelTrainer:
             self.val_episodes = [load_episode(self.datasets, k, mcfg.cameras, mcfg.image_size) for k in keys]
         return self.val_episodes
 
-    def _save(self, optimizer, tag: str | None = None) -> None:
+    def _save(self, optimizer, tag: str | None = None, ema: WeightAverage | None = None) -> None:
         if not self.is_main:
             return
         model = self.model
         state = dict(self.state)
         manifest = _manifest(self.roots, self.fingerprints, state["stage"], state["step"], state.get("last_val", {}))
         name = tag or f"step-{state['global_step']:07d}"
-        ckpt.save_checkpoint(self.out, name, lambda d: model.save(d, manifest), optimizer, state,
-                             keep=self.cfg.keep_checkpoints)
+
+        def write(directory: Path) -> None:
+            model.save(directory, manifest)
+            if ema is not None:
+                ema.save(directory / ckpt.EMA_FILE)
+
+        ckpt.save_checkpoint(self.out, name, write, optimizer, state, keep=self.cfg.keep_checkpoints)
 
     def _save_best(self) -> None:
         if not self.is_main:
@@ -384,6 +393,10 @@ class WorldModelTrainer:
         if best.exists():
             ae.load_state_dict(WorldModel.load(best).codec.autoencoder.state_dict())
         ae.eval().requires_grad_(False)
+        if self.state["step"] == 0 and ae.config.latent_std is not None:
+            log.info("autoencoder reused as it is (codec.pretrained_path, ae_max_steps=0): its latent statistics kept")
+            self._save_best()
+            return
         rng = np.random.default_rng([self.cfg.seed, 99])
         images = torch.cat([self._random_images(pool, 64, rng) for _ in range(8)])
         raw = torch.cat([ae.encode_raw(images[i:i + 64]) for i in range(0, len(images), 64)]).float()
@@ -401,6 +414,10 @@ class WorldModelTrainer:
         source = self._latent_source()
         optimizer, scheduler = self._optimizer(model.denoiser.parameters(), cfg.lr)
         self._resume_optimizer(optimizer, scheduler, "denoiser")
+        ema = WeightAverage(model.denoiser, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        if ema is not None and self.resume_from is not None and self.state["step"] > 0:
+            ema.load(self.resume_from / ckpt.EMA_FILE)
+        averaged = ema.swapped if ema is not None else contextlib.nullcontext
         model_p, optimizer = self.accelerator.prepare(model, optimizer)
         val_batches = self._val_batches(source)
         stopper = _Stopper(cfg.patience, cfg.min_delta, self.state["best"] or math.inf, self.state["bad"])
@@ -420,23 +437,27 @@ class WorldModelTrainer:
                 self.state["step"] += 1
                 self.state["global_step"] += 1
                 step = self.state["step"]
+                if ema is not None:
+                    ema.update(step)
                 if step % 10 == 0:
                     self._scalar("denoiser/loss", loss.item())
                     self._scalar("denoiser/lr", scheduler.get_last_lr()[0])
                 self._log_step(bar, "denoiser", loss.item(), tick)
                 source.after_step(step)
                 if step % cfg.val_every == 0 or step == cfg.max_steps:
-                    metrics = self._validate_denoiser(val_batches, images=step % cfg.log_images_every == 0
-                                                      or step == cfg.max_steps)
-                    improved = stopper.update(metrics["val_loss"])
-                    self._record("denoiser", metrics, stopper)
-                    if improved:
-                        self.state.setdefault("best_by_stage", {})["denoiser"] = metrics
-                        self._save_best()
+                    with averaged():  # validated and saved as imagination will use it
+                        metrics = self._validate_denoiser(val_batches, images=step % cfg.log_images_every == 0
+                                                          or step == cfg.max_steps)
+                        improved = stopper.update(metrics["val_loss"])
+                        self._record("denoiser", metrics, stopper)
+                        if improved:
+                            self.state.setdefault("best_by_stage", {})["denoiser"] = metrics
+                            self._save_best()
                 if step % cfg.checkpoint_every == 0:
-                    self._save(optimizer)
+                    self._save(optimizer, ema=ema)
         if not (self.out / MODEL_DIR / "transformer").exists():
-            self._save_best()
+            with averaged():
+                self._save_best()
 
     def _record(self, stage: str, metrics: dict, stopper: _Stopper) -> None:
         self.state.update(best=stopper.best, bad=stopper.bad, last_val=metrics)
@@ -514,6 +535,58 @@ class WorldModelTrainer:
             if self.tb is not None:
                 self.tb.add_image("denoiser/imagined_vs_real", grid, step, dataformats="HWC")
         return metrics
+
+
+# ------------------------------------------------------------------------------------ weight average
+class WeightAverage:
+    """Exponential moving average of a module's parameters. The decay warms up as min(decay, (1 + s) /
+    (10 + s)), so the first averages follow the weights instead of remembering the initialization."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.named = [(name, p) for name, p in module.named_parameters()]
+        self.average = [p.detach().clone() for _, p in self.named]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self.average, [p.detach() for _, p in self.named], 1.0 - decay)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        """The average in the module's place for the duration (the trained weights are put back after)."""
+        trained = [p.detach().clone() for _, p in self.named]
+        with torch.no_grad():
+            for (_, p), a in zip(self.named, self.average, strict=True):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for (_, p), w in zip(self.named, trained, strict=True):
+                    p.copy_(w)
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({name: a.contiguous() for (name, _), a in zip(self.named, self.average, strict=True)}, str(path))
+
+    def load(self, path: Path) -> None:
+        """Restore an average saved with a checkpoint; a checkpoint without one (written before the average
+        was on) restarts it from the current weights."""
+        from safetensors.torch import load_file
+
+        if not path.exists():
+            log.warning("%s: no weight average in this checkpoint; starting it from the current weights", path.parent)
+            return
+        try:
+            tensors = load_file(str(path))
+        except Exception as e:  # safetensors raises several types for corrupt files
+            raise DataError(f"{path}: unreadable weight average ({type(e).__name__}: {e})") from None
+        names = [name for name, _ in self.named]
+        if sorted(tensors) != sorted(names):
+            raise DataError(f"{path}: the weight average does not match the model's parameters")
+        self.average = [tensors[name].to(p.device, p.dtype) for name, p in self.named]
 
 
 # ------------------------------------------------------------------------------------ latent sources
