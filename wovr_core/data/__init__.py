@@ -23,8 +23,9 @@ The episode index is the commit point: an episode appears only once complete (se
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from wovr_core.lazy import lazy_exports
 
 # Exports load on first use so that light importers (the `wovr info` command plugin) do not pay for
 # pyarrow and FFmpeg up front.
@@ -49,13 +50,7 @@ if TYPE_CHECKING:
     from .writer import EpisodeWriter, WriterConfig
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

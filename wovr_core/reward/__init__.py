@@ -5,8 +5,9 @@ Heavy modules (torch, transformers) load on first use of an export.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from wovr_core.lazy import lazy_exports
 
 _EXPORTS = {
     "SuccessClassifier": "model", "RewardModelConfig": "config", "RewardTrainConfig": "config",
@@ -19,13 +20,7 @@ if TYPE_CHECKING:
     from .train import evaluate_reward_model, train_reward_model
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

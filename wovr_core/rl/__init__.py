@@ -6,8 +6,9 @@ VLA (through :class:`~wovr_core.rl.vla_adapter.VLATokenPolicy`) satisfy. Heavy m
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from wovr_core.lazy import lazy_exports
 
 _EXPORTS = {
     "RLConfig": "config", "EnvConfig": "config", "GRPOConfig": "config", "KeyframeConfig": "config",
@@ -35,13 +36,7 @@ if TYPE_CHECKING:
     from .vla_adapter import VLATokenPolicy
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

@@ -7,8 +7,9 @@ diffusers) load on first use of an export.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from wovr_core.lazy import lazy_exports
 
 _EXPORTS = {
     "WorldModel": "model", "WorldState": "model", "WorldModelConfig": "config",
@@ -22,13 +23,7 @@ if TYPE_CHECKING:
     from .train import train_world_model
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [
