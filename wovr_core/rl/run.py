@@ -304,6 +304,20 @@ def twin_evaluator(cfg: RLRunConfig, out: Path) -> Callable[[Path, int], dict[st
     return evaluate
 
 
+def _open_run(config: RLRunConfig, out_dir: str | Path) -> tuple[Path, dict[str, Any] | None]:
+    """Validate ``config`` and prepare the run folder; returns it and, for a run that already finished, its
+    summary (the caller returns that instead of training again)."""
+    config.validate()
+    out = Path(out_dir).expanduser()
+    if (out / DONE_FILE).exists():
+        return out, json.loads((out / DONE_FILE).read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    return out, None
+
+
 def run_imagination_rl(config: RLRunConfig, policy_dir: str | Path, world_model_dir: str | Path,
                        reward_dir: str | Path, data_roots: list[str | Path], out_dir: str | Path,
                        updates: int | None = None, stop_after: int | None = None,
@@ -319,14 +333,9 @@ def run_imagination_rl(config: RLRunConfig, policy_dir: str | Path, world_model_
     from wovr_core.rl.vla_adapter import VLATokenPolicy
     from wovr_core.world_model import WorldModel
 
-    config.validate()
-    out = Path(out_dir).expanduser()
-    if (out / DONE_FILE).exists():
-        return json.loads((out / DONE_FILE).read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    out, finished = _open_run(config, out_dir)
+    if finished is not None:
+        return finished
     device = resolve_device(config.device)
     source = Path(policy_dir).expanduser()
     policy = load_vla_policy(source, device=device, seed=config.seed)
@@ -357,14 +366,9 @@ def run_twin_grpo(config: RLRunConfig, policy_dir: str | Path, out_dir: str | Pa
     from wovr_core.rl.twin_env import TwinEnv, TwinStarts
     from wovr_core.rl.vla_adapter import VLATokenPolicy
 
-    config.validate()
-    out = Path(out_dir).expanduser()
-    if (out / DONE_FILE).exists():
-        return json.loads((out / DONE_FILE).read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    out, finished = _open_run(config, out_dir)
+    if finished is not None:
+        return finished
     per_update = config.rl.groups_per_update * config.rl.grpo.group_size
     if updates is None:
         updates = config.rl.updates
