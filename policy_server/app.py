@@ -214,7 +214,7 @@ def create_app(state: ServerState) -> FastAPI:
         except WebSocketDisconnect:
             pass
         except Exception as e:  # a client vanishing mid-send must not spill a traceback per robot
-            log.debug("websocket closed: %s: %s", type(e).__name__, e)
+            log.info("websocket connection ended: %s: %s", type(e).__name__, e)
         finally:
             state.metrics.connections.add(-1)
 
@@ -242,6 +242,9 @@ def create_app(state: ServerState) -> FastAPI:
             error = e.to_dict()
         except (Overloaded, PolicyFailure) as e:
             error = {"status": e.status, "detail": str(e), "field": None}
+        except Exception as e:  # a bug here must cost one request a 500, not the robot its connection
+            log.exception("websocket request failed")
+            error = {"status": 500, "detail": f"internal error: {type(e).__name__}: {e}", "field": None}
         return protocol.encode({"type": "error", "id": request_id, **error})
 
     @app.post("/infer", openapi_extra=_INFER_OPENAPI, summary="One inference (msgpack or JSON)")
