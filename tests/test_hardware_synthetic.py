@@ -52,7 +52,9 @@ def test_camera_drops_and_failures_surface():
         assert 2 not in seen and 5 not in seen and len(seen) >= 6
     finally:
         cam.disconnect()
-    slow = make_camera(CameraConfig(type="synthetic", fps=1))
+    # Every frame arrives a second after its capture instant: none can come within the 50 ms read timeout,
+    # wherever the connect falls on the capture grid.
+    slow = make_camera(CameraConfig(type="synthetic", fps=1, options={"capture_delay_s": 1.0}))
     slow.connect()
     try:
         with pytest.raises(DeviceTimeoutError):

@@ -1,0 +1,126 @@
+"""Does the world model see a policy succeed where the twin does? Imagined vs real success per task.
+
+    python benchmarks/imagined_success.py [--policy DIR] [--world-model DIR] [--reward-model DIR]
+
+The policy (default: the libero_object base policy of benchmarks/base_policy.py) runs in imagination
+(``WorldModelEnv``: the world model + the reward model, chunks of 8, horizon 256 steps, success at p >= 0.9)
+from the first frames of the base-policy rollouts that benchmarks/world_model_fidelity.py recorded (LIBERO
+init states 10.. of every task), ``--rollouts-per-start`` rollouts each at the RL sampling temperature. Its
+real success comes from the twin evaluation of benchmarks/base_policy.py (LIBERO's predicate, init states
+0-9). Reported per task and overall, with the Pearson r of imagined vs real success across tasks and the
+share of GRPO groups whose returns differ (the only groups masked GRPO learns from).
+
+Writes benchmarks/results/imagined_success.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Path("~/.cache/wovr/bench").expanduser()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policy", default=str(BENCH / "base_policy/libero_object-n3-s0/run/policy"))
+    parser.add_argument("--real-results", default=str(BENCH / "base_policy/libero_object-n3-s0/eval/results.json"),
+                        help="wovr eval results.json of the same policy in the twin")
+    parser.add_argument("--world-model", default=str(BENCH / "wm_bench/wm_run/model"))
+    parser.add_argument("--reward-model", default=str(BENCH / "reward_model"))
+    parser.add_argument("--starts", default=str(BENCH / "wm_bench/base_rollouts/dataset"),
+                        help="episode dataset whose first frames are the imagined starts")
+    parser.add_argument("--starts-per-task", type=int, default=2)
+    parser.add_argument("--rollouts-per-start", type=int, default=8, help="a GRPO group")
+    parser.add_argument("--temperature", type=float, default=None, help="default: the RL preset's (ref 1.6)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS / "imagined_success.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import torch
+
+    from wovr_core.config import make_config
+    from wovr_core.data import EpisodeDataset
+    from wovr_core.policy.vla_policy import load_vla_policy
+    from wovr_core.reward import SuccessClassifier
+    from wovr_core.rl import VLATokenPolicy, WorldModelEnv, collect_rollouts
+    from wovr_core.rl.config import RLConfig
+    from wovr_core.rl.start_pool import resize_start
+    from wovr_core.rl.starts import start_from_dataset
+    from wovr_core.world_model import WorldModel
+
+    torch.set_num_threads(1)
+    rl = make_config(RLConfig, "tiny")
+    temperature = rl.trainer.temperature if args.temperature is None else args.temperature
+    world = WorldModel.load(args.world_model).prepare_for_inference()
+    scorer = SuccessClassifier.load(args.reward_model)
+    env = WorldModelEnv(world, scorer, rl.env)
+    policy = load_vla_policy(args.policy, seed=args.seed)
+    real = json.loads(Path(args.real_results).read_text())
+    real_by_task = {t["task"]: t["success_rate"] for t in real["tasks"]}
+
+    cameras = list(world.config.cameras)
+    per_task: dict[str, list] = defaultdict(list)
+    with EpisodeDataset(args.starts) as dataset:
+        for index in range(len(dataset)):
+            task = dataset.meta(index).task
+            if len(per_task[task]) < args.starts_per_task:
+                per_task[task].append(resize_start(start_from_dataset(dataset, index, 0, cameras=cameras),
+                                                   world.config.image_size))
+    starts = [s for task in sorted(per_task) for s in per_task[task]]
+    generator = torch.Generator().manual_seed(args.seed)
+    token_policy = VLATokenPolicy(policy)
+    imagined: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    max_prob: dict[str, float] = defaultdict(float)
+    groups = differing = 0
+    t0 = time.perf_counter()
+    for start in starts:  # one GRPO group at a time
+        traj = collect_rollouts(env, token_policy, [start], args.rollouts_per_start, temperature,
+                                generator).trajectories
+        imagined[start.task][0] += int(traj.success.sum())
+        imagined[start.task][1] += traj.num_rollouts
+        max_prob[start.task] = max(max_prob[start.task], float(np.nanmax(traj.probs)))
+        groups += 1
+        differing += int(np.ptp(traj.returns) > rl.grpo.equal_returns_tol)  # GRPO's own test
+        print(f"{start.task[:60]:60s} imagined {traj.success.sum()}/{traj.num_rollouts}, max p(success) "
+              f"{np.nanmax(traj.probs):.3f}", flush=True)
+    seconds = time.perf_counter() - t0
+    tasks = sorted(imagined)
+    rows = [{"task": t, "imagined_success": imagined[t][0] / imagined[t][1], "imagined_rollouts": imagined[t][1],
+             "max_success_prob": max_prob[t], "real_success": real_by_task.get(t)} for t in tasks]
+    paired = [(r["imagined_success"], r["real_success"]) for r in rows if r["real_success"] is not None]
+    x, y = np.array(paired, float).T if paired else (np.array([]), np.array([]))
+    pearson = float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 else None
+    result = {
+        "what": "a policy's success imagined in the world model (reward model p >= 0.9) vs in the twin (LIBERO's "
+                "predicate), per task",
+        "command": "python benchmarks/imagined_success.py",
+        "policy": args.policy, "world_model": args.world_model, "reward_model": args.reward_model,
+        "starts": args.starts, "starts_per_task": args.starts_per_task, "rollouts_per_start": args.rollouts_per_start,
+        "temperature": temperature, "horizon_steps": rl.env.max_steps,
+        "imagined_success": sum(v[0] for v in imagined.values()) / max(1, sum(v[1] for v in imagined.values())),
+        "real_success": real["average_success"], "real_episodes": real["episodes"],
+        "pearson_r_over_tasks": pearson,
+        "groups": groups, "groups_with_differing_returns": differing,
+        "tasks": rows, "seconds": round(seconds, 1),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "load_average_1m": os.getloadavg()[0]},
+    }
+    out = Path(args.out)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"imagined {result['imagined_success']:.3f} vs real {result['real_success']:.3f}; Pearson r over tasks "
+          f"{pearson}; {differing}/{groups} groups with differing returns; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
