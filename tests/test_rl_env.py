@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from rl_helpers import CAMERA, TASKS, DotScorer, DotWorld, dot_episode, render
 
 from wovr_core.config import ConfigError, load_config, make_config, save_config
-from wovr_core.rl.config import EnvConfig, RLConfig
+from wovr_core.rl.config import EnvConfig, GRPOConfig, RLConfig
 from wovr_core.rl.env import WorldModelEnv
 from wovr_core.rl.errors import ImaginationError
+from wovr_core.rl.grpo import group_advantages
 from wovr_core.rl.protocols import ImaginationModel, SuccessScorer
 from wovr_core.rl.starts import Start, start_from_arrays
 from wovr_core.types import DUMMY_ACTION
@@ -67,8 +69,8 @@ def test_reset_starts_groups_that_share_a_start():
     assert traj.num_steps.tolist() == [0] * 6 and traj.first_success.tolist() == [-1] * 6
 
 
-def test_rewards_are_scaled_differences_of_the_last_frame_probability_and_success_terminates():
-    env = WorldModelEnv(DotWorld(speed=0.03), DotScorer(), EnvConfig(max_steps=32))
+def test_probability_rewards_are_scaled_differences_of_the_last_frame_probability_and_success_terminates():
+    env = WorldModelEnv(DotWorld(speed=0.03), DotScorer(), EnvConfig(max_steps=32, reward_signal="probability"))
     env.reset([_start_at(0.5)], group_size=2)
     p_start = _p(0.5)
     # Rollout 0 pushes right (8 * 0.03 = 0.24 per chunk), rollout 1 stays.
@@ -97,13 +99,39 @@ def test_rewards_are_scaled_differences_of_the_last_frame_probability_and_succes
         env.step(_chunk(0, 0.0))
 
 
+def test_success_rewards_pay_the_crossing_only_and_leave_groups_without_success_equal():
+    env = WorldModelEnv(DotWorld(speed=0.03), DotScorer(), EnvConfig(max_steps=32))
+    assert env.config.reward_signal == "success" and _p(0.5) < 0.5 < _p(0.74 + 0.24)
+    env.reset([_start_at(0.5)], group_size=2)
+    first = env.step(_chunk(2, [1.0, 0.0]))  # rollout 0 reaches x = 0.74 (p 0.44): no success yet
+    assert first.probs[0, -1] > first.probs[1, -1] and first.rewards.tolist() == [0.0, 0.0]
+    second = env.step(_chunk(2, [1.0, 0.0]))  # x = 0.98: p >= 0.9, success
+    assert second.terminated.tolist() == [True, False] and second.rewards.tolist() == [5.0, 0.0]
+    # Two rollouts that move the dot different amounts without succeeding: their probability returns differ
+    # by a little, their success returns not at all, so GRPO drops the group instead of learning from it.
+    returns = {}
+    for signal in ("probability", "success"):
+        env = WorldModelEnv(DotWorld(speed=0.01), DotScorer(), EnvConfig(max_steps=16, reward_signal=signal))
+        env.reset([_start_at(0.3)], group_size=2)
+        while not env.done:
+            env.step(_chunk(len(env.active_indices), [0.2, 0.0][:len(env.active_indices)]))
+        returns[signal] = env.trajectories().returns
+    assert not env.trajectories().success.any()
+    assert GRPOConfig().equal_returns_tol < abs(returns["probability"][0] - returns["probability"][1]) < 1e-3
+    assert returns["success"].tolist() == [0.0, 0.0]
+    grpo = GRPOConfig(group_size=2)
+    assert group_advantages(torch.as_tensor(returns["success"]), grpo).dropped_groups == 1
+    assert group_advantages(torch.as_tensor(returns["probability"]), grpo).dropped_groups == 0
+
+
 def test_termination_looks_at_every_frame_of_the_chunk():
     # From x = 0.8, three steps right reach 0.89 (p 0.97), five steps left end at 0.74 (p 0.44): the chunk's max
     # crosses 0.9, so the rollout succeeds although its last frame does not.
     actions = _chunk(1, 0.0)
     actions[0, :3, 0], actions[0, 3:, 0] = 1.0, -1.0
     for frame, expected in (("last", lambda probs: probs[-1]), ("max", lambda probs: probs.max())):
-        env = WorldModelEnv(DotWorld(speed=0.03), DotScorer(), EnvConfig(max_steps=32, reward_frame=frame))
+        env = WorldModelEnv(DotWorld(speed=0.03), DotScorer(),
+                            EnvConfig(max_steps=32, reward_frame=frame, reward_signal="probability"))
         env.reset([_start_at(0.8)], group_size=1)
         result = env.step(actions)
         assert result.terminated.tolist() == [True] and result.probs[0].max() >= 0.9 > result.probs[0, -1]

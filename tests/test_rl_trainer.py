@@ -35,7 +35,8 @@ def _starts(x: float = 0.5):
 
 
 def _collect(policy, seed=0, speed=0.03, starts=None, group_size=8):
-    env = WorldModelEnv(DotWorld(speed=speed), DotScorer(), EnvConfig(max_steps=32))
+    # Probability rewards: every group carries a signal, which the update mechanics below need.
+    env = WorldModelEnv(DotWorld(speed=speed), DotScorer(), EnvConfig(max_steps=32, reward_signal="probability"))
     return collect_rollouts(env, policy, starts or _starts(), group_size, TEMPERATURE,
                             torch.Generator().manual_seed(seed))
 
@@ -123,11 +124,13 @@ def test_non_finite_log_probs_raise_and_leave_the_weights_alone():
 
 
 def test_grpo_in_imagination_learns_to_push_the_dot():
-    """Success depends only on the action tokens (x-moves toward the task's side): it must go up."""
+    """Success depends only on the action tokens (x-moves toward the task's side): it must go up. From 0%
+    success only the probability reward (dense here: DotScorer's p grows toward the goal) gives a signal; the
+    success reward starts paying once some rollouts succeed."""
     torch.manual_seed(0)
     policy = TaskTablePolicy()
     trainer = GRPOTrainer(policy, TrainerConfig(lr=0.2, minibatches=2, temperature=TEMPERATURE), GRPOConfig())
-    env = WorldModelEnv(DotWorld(speed=0.03), DotScorer(), EnvConfig(max_steps=32))
+    env = WorldModelEnv(DotWorld(speed=0.03), DotScorer(), EnvConfig(max_steps=32, reward_signal="probability"))
     generator = torch.Generator().manual_seed(0)
     success = []
     for _ in range(20):

@@ -45,9 +45,15 @@ class EnvConfig:
     max_steps: int = 256  # (paper) horizon in control steps (32 chunks)
     reward_scale: float = 5.0  # (paper) r_t = scale * (s_t - s_{t-1})
     done_threshold: float = 0.9  # (paper) terminate at the first chunk whose max frame probability reaches it
-    # Which frame's probability is a chunk's s_t. "last" (ref: per-frame differences summed over the chunk)
+    # Which frame's probability is a chunk's score. "last" (ref: per-frame differences summed over the chunk)
     # or "max" (consistent with the termination test).
     reward_frame: Literal["last", "max"] = "last"
+    # s_t: "success" = 1 when the score reaches success_threshold, else 0 (the paper's r = 1 at p >= 0.5);
+    # "probability" = the score itself. With probabilities, a group where nothing happens still has returns
+    # that differ by the reward model's noise (1e-6..1e-4), which GRPO's normalized advantages blow up to
+    # +-1: the policy would be trained on noise. Measured with benchmarks/imagined_success.py.
+    reward_signal: Literal["success", "probability"] = "success"
+    success_threshold: float = 0.5  # (paper)
 
     @property
     def max_chunks(self) -> int:
@@ -61,6 +67,8 @@ class EnvConfig:
                               f"({self.chunk_size})")
         if not 0 < self.done_threshold <= 1:
             raise ConfigError(f"env.done_threshold must be in (0, 1], got {self.done_threshold}")
+        if not 0 < self.success_threshold <= 1:
+            raise ConfigError(f"env.success_threshold must be in (0, 1], got {self.success_threshold}")
 
 
 def _default_source_weights() -> dict[str, float]:

@@ -2,8 +2,9 @@
 
 Per chunk step t each active rollout imagines ``chunk_size`` frames, the reward model scores every frame, and
 
-- ``s_t`` = the probability of the chunk's last frame (``reward_frame="last"``, the reference: its per-frame
-  differences summed over a chunk telescope to the last frame) or its max (``"max"``);
+- ``s_t`` = whether the chunk's last frame (``reward_frame="last"``, the reference: its per-frame differences
+  summed over a chunk telescope to the last frame) or its best frame (``"max"``) is a success, p >= 0.5
+  (``reward_signal="success"``, the paper's r = 1 at p >= 0.5), or that probability (``"probability"``);
 - reward ``r_t = reward_scale * (s_t - s_{t-1})``, with ``s_{-1}`` the probability of the start frame (ours:
   the reference starts from 0; a group shares its start, so advantages are the same either way and the
   return reads as progress from the start);
@@ -53,7 +54,7 @@ class Trajectories:
     first_success: np.ndarray  # (N,) step index of the first success, -1 = none
     rewards: np.ndarray  # (N, max_chunks), 0 after the last step
     probs: np.ndarray  # (N, max_chunks, chunk), NaN after the last step
-    start_probs: np.ndarray  # (N,) s_{-1}
+    start_probs: np.ndarray  # (N,) p(success) of the start frame (s_{-1} derives from it)
 
     @property
     def returns(self) -> np.ndarray:
@@ -147,8 +148,13 @@ class WorldModelEnv(GroupedRollouts):
         self._tasks = tuple(starts[i].task for i in rollout_start)
         self._state = state.select(rollout_start)
         self._current = {c: v[rollout_start] for c, v in current.items()}
-        self._prev_score = start_probs[rollout_start].astype(np.float64)
+        self._prev_score = self._signal(start_probs[rollout_start]).astype(np.float64)
         return self.observations()
+
+    def _signal(self, score: np.ndarray) -> np.ndarray:
+        """s_t of a score: the success indicator or the probability itself (EnvConfig.reward_signal)."""
+        cfg = self.config
+        return (score >= cfg.success_threshold).astype(np.float64) if cfg.reward_signal == "success" else score
 
     def observations(self) -> Observations:
         """What the policy sees now, for the active rollouts."""
@@ -181,7 +187,7 @@ class WorldModelEnv(GroupedRollouts):
         tasks = [task for i in self._active for task in [self._tasks[i]] * cfg.chunk_size]
         probs = self._score(flat, tasks, f"the frames of {where}").reshape(n, cfg.chunk_size)
 
-        score = probs[:, -1] if cfg.reward_frame == "last" else probs.max(axis=1)
+        score = self._signal(probs[:, -1] if cfg.reward_frame == "last" else probs.max(axis=1))
         rewards = (cfg.reward_scale * (score - self._prev_score[self._active])).astype(np.float32)
         terminated = probs.max(axis=1) >= cfg.done_threshold
         truncated = ~terminated & (t + 1 >= cfg.max_chunks)
