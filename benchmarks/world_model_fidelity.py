@@ -154,6 +154,7 @@ def main() -> None:
         "model_validation": manifest.get("metrics"), "datasets": split["datasets"],
         "held_out_episodes": len(report["episodes"]),
         "psnr": report["psnr"], "ssim": report["ssim"],
+        "psnr_baselines": report["psnr_baselines"], "psnr_baselines_note": report["psnr_baselines_note"],
         "reward_agreement": report.get("reward_agreement"),
         "reward_model": str(reward_dir) if scorer is not None else None,
         "controllability": {k: v for k, v in control.items() if k != "per_command"},
@@ -168,8 +169,10 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    base = report["psnr_baselines"]
     for h, m in report["psnr"].items():
-        print(f"horizon {h:>4}: PSNR {m['mean']:.2f} dB, SSIM {report['ssim'][h]['mean']:.3f} ({m['episodes']} episodes)")
+        print(f"horizon {h:>4}: PSNR {m['mean']:.2f} dB (codec {base['codec'][h]['mean']:.2f}, hold "
+              f"{base['hold'][h]['mean']:.2f}), SSIM {report['ssim'][h]['mean']:.3f} ({m['episodes']} episodes)")
     if report.get("reward_agreement"):
         print("reward agreement:", json.dumps(report["reward_agreement"]))
     if control:

@@ -15,7 +15,7 @@ from wovr_core.cli import build_parser
 from wovr_core.reward.config import RewardModelConfig
 from wovr_core.reward.model import SuccessClassifier
 from wovr_core.world_model.config import WorldModelEvalConfig
-from wovr_core.world_model.data import open_datasets
+from wovr_core.world_model.data import load_episode, open_datasets
 from wovr_core.world_model.eval_cli import COMMAND
 from wovr_core.world_model.evaluate import evaluate_world_model
 from wovr_core.world_model.metrics import horizon_means, psnr, ssim
@@ -57,6 +57,16 @@ def test_open_loop_report_covers_horizons_reward_agreement_and_controllability(t
     assert set(report["psnr"]) == {"8", "32"} and set(report["ssim"]) == {"8", "32"}
     assert len(report["psnr_per_frame"]) == 32
     assert 0 < report["psnr"]["8"]["mean"] < 100 and -1 <= report["ssim"]["32"]["mean"] <= 1
+    # Baselines on the same frames: the codec's reconstruction, and the first frame held still.
+    baselines = report["psnr_baselines"]
+    assert set(baselines) == {"codec", "hold"} and all(set(b) == {"8", "32"} for b in baselines.values())
+    assert all(0 < b["32"]["mean"] < 100 for b in baselines.values())
+    held = []
+    for key in report["episodes"]:
+        ep = load_episode(datasets, tuple(key), model.config.cameras, model.config.image_size)
+        held.append(np.mean([psnr(ep.frames[c][1:9], np.repeat(ep.frames[c][:1], 8, axis=0))
+                             for c in model.config.cameras]))
+    assert baselines["hold"]["8"]["mean"] == pytest.approx(np.mean(held), rel=1e-5)
     assert set(report["reward_agreement"]) >= {"mean_abs_prob_diff", "label_agreement"}
     control = report["controllability"]
     # The synthetic scene moves in x and y only: z cannot be checked and is left out, not counted wrong.

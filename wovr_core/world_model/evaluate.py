@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from wovr_core.errors import DataError
 from wovr_core.registry import Registry
@@ -91,6 +92,7 @@ def evaluate_world_model(model: WorldModel, datasets, keys: Sequence[EpisodeKey]
 
     per_frame_psnr: list[np.ndarray] = []
     per_frame_ssim: list[np.ndarray] = []
+    baseline_psnr: dict[str, list[np.ndarray]] = {"codec": [], "hold": []}
     agreement: list[dict[str, float]] = []
     videos: list[tuple[LoadedEpisode, dict, dict]] = []
     # Batches of episodes with equal rollout length (the shortest of the batch, capped at the longest horizon).
@@ -104,6 +106,8 @@ def evaluate_world_model(model: WorldModel, datasets, keys: Sequence[EpisodeKey]
             g = {c: imagined[c][i] for c in mcfg.cameras}
             per_frame_psnr.append(np.mean([psnr(r[c], g[c]) for c in mcfg.cameras], axis=0))
             per_frame_ssim.append(np.mean([ssim(r[c], g[c]) for c in mcfg.cameras], axis=0))
+            for name, frames in _baselines(model, ep, r, cfg.start).items():
+                baseline_psnr[name].append(np.mean([psnr(r[c], frames[c]) for c in mcfg.cameras], axis=0))
             if scorer is not None:
                 agreement.append(_reward_agreement(scorer, r, g, ep.task))
             if len(videos) < cfg.videos:
@@ -115,6 +119,9 @@ def evaluate_world_model(model: WorldModel, datasets, keys: Sequence[EpisodeKey]
         "start": cfg.start,
         "psnr": _by_horizon(per_frame_psnr, cfg.horizons),
         "ssim": _by_horizon(per_frame_ssim, cfg.horizons),
+        "psnr_baselines": {name: _by_horizon(curves, cfg.horizons) for name, curves in baseline_psnr.items()},
+        "psnr_baselines_note": "codec: the real frames through the model's codec (what a perfect denoiser "
+                               "would score); hold: the last real context frame repeated (a model of no motion)",
         "psnr_per_frame": _mean_curve(per_frame_psnr),
         "ssim_per_frame": _mean_curve(per_frame_ssim),
         "lpips": None, "fvd": None,
@@ -127,6 +134,19 @@ def evaluate_world_model(model: WorldModel, datasets, keys: Sequence[EpisodeKey]
     if out is not None:
         _write_outputs(out, report, videos, mcfg.cameras)
     return report
+
+
+@torch.no_grad()
+def _baselines(model: WorldModel, episode: LoadedEpisode, real: dict[str, np.ndarray], start: int
+               ) -> dict[str, dict[str, np.ndarray]]:
+    """Reference frames that place the imagination's PSNR: the codec's reconstruction of the real frames, and
+    the last context frame held still."""
+    cams = model.config.cameras
+    # The context frame leads, so a causal video codec gets the 1 + k n frames it encodes.
+    video = model.to_video({c: np.concatenate([episode.frames[c][start:start + 1], real[c]])[None] for c in cams})
+    decoded = model.to_frames(model.codec.decode(model.codec.encode(video)))
+    hold = {c: np.repeat(episode.frames[c][start:start + 1], len(real[c]), axis=0) for c in cams}
+    return {"codec": {c: decoded[c][0, 1:] for c in cams}, "hold": hold}
 
 
 def _by_horizon(curves: list[np.ndarray], horizons: Sequence[int]) -> dict[str, dict[str, float]]:
