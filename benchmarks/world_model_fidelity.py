@@ -35,7 +35,7 @@ DEMOS = "~/.cache/wovr/bench/libero_object_noisy"  # shared with benchmarks/rewa
 BASE_POLICY = "~/.cache/wovr/bench/base_policy/libero_object-n3-s0/run/policy"
 ROLLOUT_FIRST_INIT_STATE = 10  # the base evaluation uses LIBERO's init states 0-9
 # One torch thread (a second job shares the 2 cores); a validation every 250 steps decides when it stops.
-# Imagination in bfloat16: the same PSNR as float32 to 0.1 dB, and about 1.4x faster on this CPU's AMX
+# Imagination in bfloat16: the same PSNR as float32 to 0.1 dB, and about 1.5x faster on this CPU's AMX
 # (benchmarks/imagination_speed.py follows the model's dtype); a CPU without bfloat16 units wants float32.
 TRAIN_SETTINGS = ["threads=1", "ae_max_steps=5500", "ae_val_every=250", "max_steps=20000", "val_every=250",
                   "checkpoint_every=250", "model.dtype=bfloat16"]
@@ -72,12 +72,17 @@ def prepare_run(args, parser) -> Path:
     rollouts = stages.run("base_rollouts", lambda: record_base_rollouts(policy, stages.root / "base_rollouts",
                                                                          args.rollouts_per_task))
     run = stages.root / "wm_run"
+    settings = [*TRAIN_SETTINGS, *args.train_set]
+    done = stages.stages.get("world_model")
+    if done is not None and done.get("settings") != settings:
+        parser.error(f"{stages.root} holds a world model trained with {done.get('settings')}; choose another "
+                     f"--workspace for other settings")
 
     def train() -> dict:
-        cfg = make_config(WorldModelTrainConfig, "tiny", [*TRAIN_SETTINGS, *args.train_set])
+        cfg = make_config(WorldModelTrainConfig, "tiny", settings)
         summary = train_world_model(cfg, [demos, Path(rollouts["dataset"])], run, preset="tiny")
         return {"run": str(run), "best": summary["best"], "global_step": summary["global_step"],
-                "settings": [*TRAIN_SETTINGS, *args.train_set]}
+                "settings": settings}
 
     stages.run("world_model", train)
     return run
