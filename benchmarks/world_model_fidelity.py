@@ -139,6 +139,9 @@ def main() -> None:
     report = evaluate_world_model(model, datasets, [tuple(k) for k in split["val"]], cfg, workdir, scorer,
                                   [tuple(k) for k in split["train"]])
     manifest = json.loads((model_dir / "manifest.json").read_text()) if (model_dir / "manifest.json").exists() else {}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    png = out.with_suffix(".png")  # beside the JSON: another --out never overwrites the repo's grid
     grid = cv2.imread(str(workdir / "grid.png"))
     if grid is not None:  # downscaled, 128-colour palette: a few hundred kB in the repo
         from PIL import Image
@@ -146,7 +149,7 @@ def main() -> None:
         small = cv2.resize(grid, (GRID_WIDTH, round(grid.shape[0] * GRID_WIDTH / grid.shape[1])),
                            interpolation=cv2.INTER_AREA)
         Image.fromarray(small[..., ::-1]).quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(
-            RESULTS / "world_model_fidelity.png", optimize=True)
+            png, optimize=True)
     control = report.get("controllability", {})
     result = {
         "what": "open-loop replay of held-out episodes' real actions from their first frame (PSNR dB, SSIM: mean "
@@ -165,14 +168,12 @@ def main() -> None:
         "controllability": {k: v for k, v in control.items() if k != "per_command"},
         "controllability_per_command": control.get("per_command"),
         "lpips": None, "fvd": None, "note": report["lpips_fvd_note"],
-        "grid_png": "benchmarks/results/world_model_fidelity.png (real rows above imagined rows, per camera)",
+        "grid_png": f"{png.name} beside this file (real rows above imagined rows, per camera)",
         "artifacts": str(workdir),
         "seconds": round(time.perf_counter() - start, 1),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "load_average_1m": os.getloadavg()[0]},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     base = report["psnr_baselines"]
     for h, m in report["psnr"].items():
