@@ -5,7 +5,7 @@ Per chunk step t each active rollout imagines ``chunk_size`` frames, the reward 
 - ``s_t`` = whether the chunk's last frame (``reward_frame="last"``, the reference: its per-frame differences
   summed over a chunk telescope to the last frame) or its best frame (``"max"``) is a success, p >= 0.5
   (``reward_signal="success"``, the paper's r = 1 at p >= 0.5), or that probability (``"probability"``);
-- reward ``r_t = reward_scale * (s_t - s_{t-1})``, with ``s_{-1}`` the probability of the start frame (ours:
+- reward ``r_t = reward_scale * (s_t - s_{t-1})``, with ``s_{-1}`` that of the start frame (ours:
   the reference starts from 0; a group shares its start, so advantages are the same either way and the
   return reads as progress from the start);
 - the rollout terminates at the first chunk whose max frame probability reaches ``done_threshold`` (success at

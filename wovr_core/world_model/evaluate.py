@@ -104,10 +104,10 @@ def evaluate_world_model(model: WorldModel, datasets, keys: Sequence[EpisodeKey]
         for i, ep in enumerate(batch):
             r = {c: real[c][i] for c in mcfg.cameras}
             g = {c: imagined[c][i] for c in mcfg.cameras}
-            per_frame_psnr.append(np.mean([psnr(r[c], g[c]) for c in mcfg.cameras], axis=0))
-            per_frame_ssim.append(np.mean([ssim(r[c], g[c]) for c in mcfg.cameras], axis=0))
+            per_frame_psnr.append(_camera_mean(psnr, r, g))
+            per_frame_ssim.append(_camera_mean(ssim, r, g))
             for name, frames in _baselines(model, ep, r, cfg.start).items():
-                baseline_psnr[name].append(np.mean([psnr(r[c], frames[c]) for c in mcfg.cameras], axis=0))
+                baseline_psnr[name].append(_camera_mean(psnr, r, frames))
             if scorer is not None:
                 agreement.append(_reward_agreement(scorer, r, g, ep.task))
             if len(videos) < cfg.videos:
@@ -134,6 +134,12 @@ def evaluate_world_model(model: WorldModel, datasets, keys: Sequence[EpisodeKey]
     if out is not None:
         _write_outputs(out, report, videos, mcfg.cameras)
     return report
+
+
+def _camera_mean(metric: Callable[[np.ndarray, np.ndarray], np.ndarray], real: dict[str, np.ndarray],
+                 other: dict[str, np.ndarray]) -> np.ndarray:
+    """A per-frame metric of two camera -> (T, H, W, 3) videos, averaged over the cameras."""
+    return np.mean([metric(real[c], other[c]) for c in real], axis=0)
 
 
 @torch.no_grad()
