@@ -4,7 +4,8 @@
     python benchmarks/world_model_fidelity.py --run RUN_DIR                 # evaluate an existing train-wm run
 
 Without ``--run`` the benchmark builds its own run, stage-cached in a workspace outside the repo (default
-~/.cache/wovr/bench/wm_bench; a rerun skips finished stages, and an interrupted training resumes):
+~/.cache/wovr/bench/wm_bench; a rerun skips finished stages, an interrupted training resumes, and a rerun that
+only raises ``--train-set max_steps=`` (or another setting train-wm lets a resumed run change) trains on):
 
 1. the twin's scripted demos: the noisy-expert dataset of benchmarks/reward_model.py (collected if missing);
 2. ``base_rollouts``: rollouts of the libero_object base policy of benchmarks/base_policy.py in the twin
@@ -54,8 +55,19 @@ def record_base_rollouts(policy: Path, out: Path, per_task: int) -> dict:
     return {**summary, "dataset": str(out / "dataset"), "policy": str(policy)}
 
 
-def prepare_run(args, parser) -> Path:
-    """Demos, base-policy rollouts and a trained world model (stage-cached); returns the train-wm run."""
+def only_resumable_changes(old: list[str], new: list[str]) -> bool:
+    """Do two lists of train settings differ only in what a resumed run may change (max_steps, patience...)?"""
+    from wovr_core.config import make_config, to_dict
+    from wovr_core.world_model.config import WorldModelTrainConfig
+    from wovr_core.world_model.train import RESUMABLE_CHANGES
+
+    a, b = (to_dict(make_config(WorldModelTrainConfig, "tiny", s)) for s in (old, new))
+    return all(a.get(k) == b.get(k) for k in a.keys() | b.keys() if k not in RESUMABLE_CHANGES)
+
+
+def prepare_run(args, parser) -> tuple[Path, dict]:
+    """Demos, base-policy rollouts and a trained world model (stage-cached); returns the train-wm run and its
+    stage record."""
     from reward_model import ensure_dataset
 
     from wovr_core.config import make_config
@@ -74,18 +86,22 @@ def prepare_run(args, parser) -> Path:
     run = stages.root / "wm_run"
     settings = [*TRAIN_SETTINGS, *args.train_set]
     done = stages.stages.get("world_model")
+    earlier_minutes = 0.0
     if done is not None and done.get("settings") != settings:
-        parser.error(f"{stages.root} holds a world model trained with {done.get('settings')}; choose another "
-                     f"--workspace for other settings")
+        if not only_resumable_changes(done.get("settings", []), settings):
+            parser.error(f"{stages.root} holds a world model trained with {done.get('settings')}; choose another "
+                         f"--workspace for other settings")
+        # e.g. a larger max_steps: train-wm continues the finished run from its last checkpoint.
+        stages.forget("world_model")
+        earlier_minutes = done["minutes"] + done.get("earlier_minutes", 0.0)
 
     def train() -> dict:
         cfg = make_config(WorldModelTrainConfig, "tiny", settings)
         summary = train_world_model(cfg, [demos, Path(rollouts["dataset"])], run, preset="tiny")
         return {"run": str(run), "best": summary["best"], "global_step": summary["global_step"],
-                "settings": settings}
+                "settings": settings, "earlier_minutes": earlier_minutes}
 
-    stages.run("world_model", train)
-    return run
+    return run, stages.run("world_model", train)
 
 
 def main() -> None:
@@ -125,7 +141,12 @@ def main() -> None:
     if not any(o.startswith("videos=") for o in args.overrides):
         cfg = dataclasses.replace(cfg, videos=2)  # the grid kept in the repo shows two episodes
     torch.set_num_threads(cfg.threads or 1)  # one thread: a shared machine's busy cores make OpenMP waits costly
-    run = args.run or str(prepare_run(args, parser))
+    trained = None
+    if args.run:
+        run = args.run
+    else:
+        run, trained = prepare_run(args, parser)
+        run = str(run)
     model_dir, split_path = resolve_run(run)
     if split_path is None:
         parser.error(f"{run}: no split.json (pass a train-wm run directory)")
@@ -160,6 +181,7 @@ def main() -> None:
         "run": run,
         "model": str(model_dir), "model_stage": manifest.get("stage"), "model_step": manifest.get("step"),
         "model_validation": manifest.get("metrics"), "datasets": split["datasets"],
+        "training_minutes": None if trained is None else round(trained["minutes"] + trained.get("earlier_minutes", 0.0), 1),
         "held_out_episodes": len(report["episodes"]),
         "psnr": report["psnr"], "ssim": report["ssim"],
         "psnr_baselines": report["psnr_baselines"], "psnr_baselines_note": report["psnr_baselines_note"],

@@ -98,6 +98,22 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, data):
     assert not (stopped / "checkpoints" / ".step-9999999.tmp").exists()
 
 
+def test_a_finished_run_trains_on_when_max_steps_is_raised(tmp_path, data):
+    settings = {"ae_max_steps": 2, "checkpoint_every": 100, "val_every": 2}
+    extended = tmp_path / "extended"
+    train_world_model(tiny_train_config(max_steps=3, **settings), [data], extended)
+    again = train_world_model(tiny_train_config(max_steps=3, **settings), [data], extended)
+    assert again["global_step"] == 2 + 3  # finished: a rerun with the same settings trains nothing
+    summary = train_world_model(tiny_train_config(max_steps=5, **settings), [data], extended)
+    assert summary["global_step"] == 2 + 5
+    assert ckpt.read_trainer_state(ckpt.latest_checkpoint(extended))["stage"] == "done"
+
+    uninterrupted = tmp_path / "uninterrupted"
+    train_world_model(tiny_train_config(max_steps=5, **settings), [data], uninterrupted)
+    _assert_same_weights(ckpt.latest_checkpoint(uninterrupted), ckpt.latest_checkpoint(extended))
+    _assert_same_weights(uninterrupted / "model", extended / "model")  # the weight average went on too
+
+
 def test_the_weight_average_follows_its_decay_swaps_in_and_out_and_round_trips(tmp_path):
     layer = torch.nn.Linear(2, 1, bias=False)
     with torch.no_grad():

@@ -45,8 +45,17 @@ class StageCache:
         self.log(f"[{name}] done in {record['minutes']:.1f} min")
         return record
 
+    def forget(self, name: str) -> dict[str, Any] | None:
+        """Drop a stage's record so that the next ``run`` calls it again; returns the record."""
+        record = self.stages.pop(name, None)
+        self._write()
+        return record
+
     def save(self, name: str, record: dict[str, Any]) -> None:
         self.stages[name] = record
+        self._write()
+
+    def _write(self) -> None:
         tmp = self.path.with_name(self.FILENAME + ".tmp")
         tmp.write_text(json.dumps(self.stages, indent=2, default=str) + "\n")
         tmp.replace(self.path)

@@ -173,6 +173,8 @@ class WorldModelTrainer:
             self.model = WorldModel.load(self.resume_from)
             log.info("resuming from %s (stage %s, step %d)", self.resume_from.name, self.state["stage"],
                      self.state["step"])
+            if self.state["stage"] == "done":
+                self._reopen_finished_denoiser()
         else:
             torch.manual_seed(cfg.seed)  # the initial weights are part of what a seed reproduces
             if init_from is not None:
@@ -286,6 +288,20 @@ class WorldModelTrainer:
                 for _ in range(self.state["step"]):  # the schedule is a pure function of the step
                     scheduler.step()
 
+    def _reopen_finished_denoiser(self) -> None:
+        """A finished run goes on training when max_steps or patience now allow more denoiser steps."""
+        ended = self.state.get("denoiser_end")
+        if ended is None:
+            log.info("the run is finished and its last checkpoint has no optimizer state to continue from")
+            return
+        if ended["step"] >= self.cfg.max_steps or ended["bad"] >= self.cfg.patience:
+            log.info("the run is finished (denoiser step %d, %d validations without improvement); raise max_steps "
+                     "or patience to train on", ended["step"], ended["bad"])
+            return
+        log.info("continuing the finished denoiser stage: step %d -> max_steps %d", ended["step"], self.cfg.max_steps)
+        del self.state["denoiser_end"]
+        self.state.update(stage="denoiser", **ended)
+
     def _next_stage(self, stage: str) -> None:
         self.state.update(stage=stage, step=0, best=None, bad=0)
 
@@ -302,8 +318,6 @@ class WorldModelTrainer:
             self._save(None)
         if self.state["stage"] == "denoiser":
             self.train_denoiser()
-            self._next_stage("done")
-            self._save(None)
         summary = {"out": str(self.out), "model": str(self.out / MODEL_DIR), "history": self.state["history"],
                    "best": self.state.get("best_by_stage", {}), "global_step": self.state["global_step"]}
         if self.is_main:
@@ -458,6 +472,12 @@ class WorldModelTrainer:
         if not (self.out / MODEL_DIR / "transformer").exists():
             with averaged():
                 self._save_best()
+        # The last checkpoint keeps the optimizer, the weight average and where the stage ended, so a later
+        # run with a larger max_steps (or patience) continues it exactly (_reopen_finished_denoiser).
+        ended = {k: self.state[k] for k in ("step", "best", "bad")}
+        self._next_stage("done")
+        self.state["denoiser_end"] = ended
+        self._save(optimizer, ema=ema)
 
     def _record(self, stage: str, metrics: dict, stopper: _Stopper) -> None:
         self.state.update(best=stopper.best, bad=stopper.bad, last_val=metrics)
