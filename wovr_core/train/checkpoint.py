@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from wovr_core.errors import DataError
-from wovr_core.world_model.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+from wovr_core.optimizer_state import optimizer_from_tensors, optimizer_to_tensors
 
 log = logging.getLogger(__name__)
 
