@@ -221,3 +221,18 @@ def test_bad_actions_and_misuse_are_refused():
         Start(RIGHT, {CAMERA: np.zeros((2, 16, 16, 3), np.uint8)}, None)
     with pytest.raises(ValueError, match="uint8"):
         Start(RIGHT, {CAMERA: np.zeros((1, 16, 16, 3), np.float32)})
+
+
+def test_the_first_success_is_the_first_step_at_p_05_and_the_rollout_goes_on_to_p_09():
+    """s_t = 1 from p >= 0.5 (the loss mask ends there); termination waits for p >= 0.9: the steps between
+    are the post-success steps masked GRPO leaves out."""
+    env = WorldModelEnv(DotWorld(speed=0.02), DotScorer(), EnvConfig(max_steps=32))
+    env.reset([_start_at(0.5)], group_size=1)
+    first = env.step(_chunk(1, 1.0))  # x = 0.66: p < 0.5
+    second = env.step(_chunk(1, 1.0))  # x = 0.82: 0.5 <= p < 0.9
+    assert first.probs[0, -1] < 0.5 <= second.probs[0, -1] < 0.9 and second.rewards.tolist() == [5.0]
+    assert not second.terminated.any() and env.trajectories().first_success.tolist() == [1]
+    third = env.step(_chunk(1, 1.0))  # x = 0.9 (clamped): p >= 0.9
+    assert third.terminated.tolist() == [True] and third.rewards.tolist() == [0.0]
+    traj = env.trajectories()
+    assert traj.first_success.tolist() == [1] and traj.num_steps.tolist() == [3]  # one post-success step

@@ -91,6 +91,10 @@ def test_the_loss_mask_ends_at_the_first_success():
     assert valid_steps(num_steps, first).tolist() == [2, 2, 4]
     assert valid_step_mask(num_steps, first, 4).tolist() == [
         [True, True, False, False], [True, True, False, False], [True, True, True, True]]
+    # The ablation keeps the steps after a success: every step taken.
+    assert valid_steps(num_steps, first, mask_after_success=False).tolist() == [3, 2, 4]
+    assert valid_step_mask(num_steps, first, 4, mask_after_success=False).tolist() == [
+        [True, True, True, False], [True, True, False, False], [True, True, True, True]]
 
 
 def test_trajectories_are_weighted_by_one_over_their_valid_steps():
@@ -118,6 +122,20 @@ def test_masked_grpo_loss_weights_steps_and_trajectories():
     assert stats.valid_fraction == pytest.approx(5 / 6)
     assert (stats.dropped_groups, stats.num_groups) == (0, 1)
     assert stats.mean_ratio == 1.0 and stats.clip_fraction == 0.0 and stats.approx_kl == 0.0
+
+
+def test_without_post_success_masking_the_steps_after_a_success_are_trained_on():
+    cfg = GRPOConfig(group_size=2, mask_after_success=False)
+    # As above, but trajectory 0 keeps both of its steps: -0.7071058 / (2 * 2 * 2) = -0.0883882 per token.
+    log_probs = torch.zeros(2, 4, 2, requires_grad=True)
+    loss, stats = masked_grpo_loss(log_probs, torch.zeros(2, 4, 2), torch.tensor([1.0, 0.0]),
+                                   torch.tensor([2, 4]), torch.tensor([0, -1]), cfg)
+    loss.backward()
+    grad = log_probs.grad
+    assert grad[0, :2].flatten().tolist() == pytest.approx([-0.0883882] * 4, abs=1e-6)
+    assert grad[0, 2:].abs().max() == 0  # padding
+    assert grad[1].flatten().tolist() == pytest.approx([0.0441941] * 8, abs=1e-6)
+    assert stats.valid_fraction == 1.0
 
 
 def test_dropped_groups_get_no_gradient_and_do_not_count():

@@ -24,6 +24,9 @@ class GRPOConfig:
     advantage_eps: float = 1e-6  # (paper) A = (R - mean) / (std + eps)
     # A group is dropped when max(R) - min(R) <= this: its advantages would be 0 (or amplified float noise).
     equal_returns_tol: float = 1e-6
+    # (paper) the loss ends at the first success: what follows it is the world model's (and reward model's)
+    # least reliable part. False is the "w/o post-success masking" ablation.
+    mask_after_success: bool = True
 
     def validate(self) -> None:
         if self.group_size < 2:

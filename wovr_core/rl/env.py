@@ -8,11 +8,13 @@ Per chunk step t each active rollout imagines ``chunk_size`` frames, the reward 
 - reward ``r_t = reward_scale * (s_t - s_{t-1})``, with ``s_{-1}`` that of the start frame (ours:
   the reference starts from 0; a group shares its start, so advantages are the same either way and the
   return reads as progress from the start);
-- the rollout terminates at the first chunk whose max frame probability reaches ``done_threshold`` (success at
-  that step) and is truncated after ``max_chunks`` steps.
+- the rollout terminates at the first chunk whose max frame probability reaches ``done_threshold`` and is
+  truncated after ``max_chunks`` steps.
 
 Finished rollouts leave the model's batch (``state.select``), so a group that succeeds early costs nothing.
-The environment records, per rollout, the steps taken and the first success step: the GRPO loss mask.
+The environment records, per rollout, the steps taken and the first success step: the first whose scored frame
+reaches ``success_threshold`` (s_t = 1: the paper's r = 1 at p >= 0.5), or the terminating step if that comes
+first. The GRPO loss ends there; the steps between it and termination are the post-success steps it masks.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class StepResult:
     frames: Frames  # camera -> (n, chunk, H, W, 3) uint8
     probs: np.ndarray  # (n, chunk) success probability of every imagined frame
     rewards: np.ndarray  # (n,)
-    terminated: np.ndarray  # (n,) bool: success reached at this step
+    terminated: np.ndarray  # (n,) bool: max frame probability reached done_threshold at this step
     truncated: np.ndarray  # (n,) bool: horizon reached without success
 
 
@@ -187,9 +189,11 @@ class WorldModelEnv(GroupedRollouts):
         tasks = [task for i in self._active for task in [self._tasks[i]] * cfg.chunk_size]
         probs = self._score(flat, tasks, f"the frames of {where}").reshape(n, cfg.chunk_size)
 
-        score = self._signal(probs[:, -1] if cfg.reward_frame == "last" else probs.max(axis=1))
+        scored = probs[:, -1] if cfg.reward_frame == "last" else probs.max(axis=1)
+        score = self._signal(scored)
         rewards = (cfg.reward_scale * (score - self._prev_score[self._active])).astype(np.float32)
         terminated = probs.max(axis=1) >= cfg.done_threshold
+        succeeded = (scored >= cfg.success_threshold) | terminated
         truncated = ~terminated & (t + 1 >= cfg.max_chunks)
 
         # Commit (nothing above changed the environment).
@@ -198,7 +202,8 @@ class WorldModelEnv(GroupedRollouts):
         self._probs[idx, t] = probs
         self._prev_score[idx] = score
         self._num_steps[idx] += 1
-        self._first_success[idx[terminated]] = t
+        first = idx[succeeded & (self._first_success[idx] < 0)]
+        self._first_success[first] = t
         keep = ~(terminated | truncated)
         self._current = {c: v[:, -1] for c, v in frames.items()}
         if keep.all():

@@ -5,7 +5,8 @@ For N trajectories in groups of G that share a start (DESIGN.md section 4):
 1. Return ``R_i`` = sum of the trajectory's rewards. Advantage ``A_i = (R_i - mean_g) / (std_g + eps)`` within
    its group (``std`` with Bessel's correction, as ``torch.std``). Groups whose returns are all equal (within
    ``equal_returns_tol``) carry no signal and are dropped.
-2. Loss mask: chunk steps up to and including the first success (all steps when there is none).
+2. Loss mask: chunk steps up to and including the first success (all steps when there is none); the
+   ``mask_after_success=False`` ablation keeps every step taken.
 3. Ratio per token (RLinf ``logprob_type: token_level``, its setting for OpenVLA-OFT): each of the K =
    chunk x action_dim tokens of a step is one PPO sample with the trajectory's advantage,
    ``l = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))``, ``r = exp(log p - log p_old)``. Tokens of a chunk
@@ -55,17 +56,21 @@ def group_advantages(returns: torch.Tensor, config: GRPOConfig) -> GroupAdvantag
                            int((~keep_group).sum()), int(keep_group.numel()))
 
 
-def valid_steps(num_steps: torch.Tensor, first_success: torch.Tensor) -> torch.Tensor:
+def valid_steps(num_steps: torch.Tensor, first_success: torch.Tensor, mask_after_success: bool = True
+                ) -> torch.Tensor:
     """Steps in the loss per trajectory: up to and including the first success (index, -1 = none), else all
-    ``num_steps`` taken."""
+    ``num_steps`` taken (always all of them without ``mask_after_success``)."""
     num_steps = torch.as_tensor(num_steps, dtype=torch.long)
     first_success = torch.as_tensor(first_success, dtype=torch.long)
+    if not mask_after_success:
+        return num_steps
     return torch.where(first_success >= 0, torch.minimum(first_success + 1, num_steps), num_steps)
 
 
-def valid_step_mask(num_steps: torch.Tensor, first_success: torch.Tensor, max_steps: int) -> torch.Tensor:
+def valid_step_mask(num_steps: torch.Tensor, first_success: torch.Tensor, max_steps: int,
+                    mask_after_success: bool = True) -> torch.Tensor:
     """(N, max_steps) bool: True where step t enters the loss."""
-    steps = valid_steps(num_steps, first_success)
+    steps = valid_steps(num_steps, first_success, mask_after_success)
     return torch.arange(max_steps)[None, :] < steps[:, None]
 
 
@@ -152,10 +157,10 @@ def masked_grpo_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor, retur
     ``returns`` (N,), ``num_steps`` (N,) chunk steps taken, ``first_success`` (N,) step index or -1."""
     n, t_max, _ = log_probs.shape
     groups = group_advantages(returns, config)
-    steps = valid_steps(num_steps, first_success)
+    steps = valid_steps(num_steps, first_success, config.mask_after_success)
     if steps.numel() and int(steps.max()) > t_max:
         raise ValueError(f"trajectories have up to {int(steps.max())} valid steps but the tensors hold {t_max}")
-    mask = valid_step_mask(num_steps, first_success, t_max) & groups.keep[:, None]
+    mask = valid_step_mask(num_steps, first_success, t_max, config.mask_after_success) & groups.keep[:, None]
     weights = trajectory_weights(steps, groups.keep)
     rows = mask.nonzero(as_tuple=True)
     loss, token_stats = clipped_token_loss(log_probs[rows], old_log_probs[rows], groups.advantages[rows[0]],

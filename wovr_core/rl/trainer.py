@@ -56,7 +56,8 @@ class GRPOTrainer:
             raise ValueError(f"the batch was sampled at temperature {batch.temperature}, the trainer computes "
                              f"log-probs at {cfg.temperature}: the PPO ratio would be wrong")
         groups = group_advantages(torch.as_tensor(traj.returns), self.grpo)
-        steps = valid_steps(torch.as_tensor(traj.num_steps), torch.as_tensor(traj.first_success))
+        steps = valid_steps(torch.as_tensor(traj.num_steps), torch.as_tensor(traj.first_success),
+                            self.grpo.mask_after_success)
         weights = trajectory_weights(steps, groups.keep)
         rollout = torch.as_tensor(batch.rollout_index)
         in_loss = (torch.as_tensor(batch.step_index) < steps[rollout]) & groups.keep[rollout]
