@@ -17,9 +17,16 @@ where its trainer can (policy SFT, world model, RL updates, evaluations) or star
 8. ``stage1_eval`` / ``final_eval``: the policy after stage 1 (= WoVR without PACE) and after stage 2
 9. ``baseline``        ``wovr rl --baseline-twin`` from the base policy with the real trajectories WoVR used
                        (base rollouts + PACE rollouts), then ``baseline_eval``
+10. ablations (``--no-ablations`` skips them), each a full run minus one part, then its twin evaluation:
+    ``without_kir`` (PACE with rl.keyframes.kir_share=0), ``without_post_success_masking`` (PACE with
+    rl.grpo.mask_after_success=false), ``without_pace`` (imagination RL for stage 1 + stage 2 updates in the
+    base world model, no new real trajectories)
+11. ``imagined_<policy>``  each evaluated policy in the base world model + reward model from the first frames of
+    the base rollouts: imagined success beside its twin success, and their Pearson r across policies
 
-Writes benchmarks/results/libero_wovr_<suite>.json (``..._smoke.json`` with --smoke): success of base, stage 1,
-WoVR (final) and the baseline per task, trajectories used, minutes per stage.
+Writes benchmarks/results/libero_wovr.json (``libero_wovr_smoke.json`` with --smoke), one entry per suite:
+``{suite: {"base", "wovr", "online_grpo", "ablations": {...}, "imagined_vs_real": {...}, "budget": {...}, ...}}``
+with success as fractions of LIBERO's predicate, per task too; a run of one suite keeps the other's entry.
 """
 
 from __future__ import annotations
@@ -35,6 +42,15 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Imagined success of each evaluated policy: rollouts from the first frames of the base rollouts, at sampling
+# temperature 1 (the twin evaluation decodes greedily; imagination needs a temperature > 0).
+IMAGINED_STARTS_PER_TASK = 5
+IMAGINED_ROLLOUTS_PER_START = 4
+IMAGINED_TEMPERATURE = 1.0
+ABLATIONS = {  # name -> RLRunConfig overrides of a full PACE run (without_pace is a run of its own kind)
+    "without_kir": ["rl.keyframes.kir_share=0"],
+    "without_post_success_masking": ["rl.grpo.mask_after_success=false"],
+}
 
 # Toy sizes of --smoke: every stage runs, on one task, in minutes on a CPU (the numbers mean nothing).
 SMOKE = {
@@ -74,7 +90,7 @@ def _eval(args, sizes, checkpoint: Path, out: Path) -> dict[str, Any]:
             "tasks": [{k: t[k] for k in ("task_id", "success_rate", "episodes")} for t in results["tasks"]]}
 
 
-def _rl_config(args, sizes, budget: int = 0):
+def _rl_config(args, sizes, budget: int = 0, extra: tuple[str, ...] = ()):
     from wovr_core.config import make_config
     from wovr_core.rl.run_config import RLRunConfig
 
@@ -85,8 +101,68 @@ def _rl_config(args, sizes, budget: int = 0):
                  f"twin.first_init_state={sizes['eval_episodes']}", f"twin.max_steps={sizes['twin_max_steps']}",
                  f"twin.processes={str(not args.smoke and (os.cpu_count() or 1) >= 8).lower()}", f"real_budget={budget}", f"seed={args.seed}",
                  *sizes["rl"], *[f"pace.world_model.{o}" for o in sizes["world_model"]],
-                 *[f"pace.reward.{o}" for o in sizes["reward"]], *args.overrides]
+                 *[f"pace.reward.{o}" for o in sizes["reward"]], *args.overrides, *extra]
     return make_config(RLRunConfig, "tiny", overrides)
+
+
+def _imagined(args, world_model: str, reward_model: str, starts_dataset: Path, policy: Path) -> dict[str, Any]:
+    """Success of ``policy`` in imagination (the base world model + reward model), per task."""
+    from wovr_core.config import make_config
+    from wovr_core.data import EpisodeDataset
+    from wovr_core.policy.vla_policy import load_vla_policy
+    from wovr_core.reward import SuccessClassifier
+    from wovr_core.rl import VLATokenPolicy, WorldModelEnv, imagined_success
+    from wovr_core.rl.config import RLConfig
+    from wovr_core.rl.start_pool import resize_start
+    from wovr_core.rl.starts import start_from_dataset
+    from wovr_core.world_model import WorldModel
+
+    world = WorldModel.load(world_model).prepare_for_inference()
+    env = WorldModelEnv(world, SuccessClassifier.load(reward_model), make_config(RLConfig, "tiny").env)
+    cameras = list(world.config.cameras)
+    starts, per_task = [], {}
+    with EpisodeDataset(starts_dataset) as dataset:
+        for index in range(len(dataset)):
+            task = dataset.meta(index).task
+            if per_task.setdefault(task, 0) < IMAGINED_STARTS_PER_TASK:
+                per_task[task] += 1
+                starts.append(resize_start(start_from_dataset(dataset, index, 0, cameras=cameras),
+                                           world.config.image_size))
+    vla = load_vla_policy(policy, seed=args.seed)
+    counts = imagined_success(env, VLATokenPolicy(vla), starts, IMAGINED_ROLLOUTS_PER_START, IMAGINED_TEMPERATURE,
+                              args.seed)
+    vla.close()
+    rates = [s / n for s, n in counts.values()]
+    return {"average_success": sum(rates) / len(rates), "rollouts": sum(n for _, n in counts.values()),
+            "tasks": {task: {"successes": s, "rollouts": n} for task, (s, n) in sorted(counts.items())}}
+
+
+def pearson_r(pairs: list[tuple[float, float]]) -> float | None:
+    """Pearson correlation of (imagined, real) success; None with fewer than 3 pairs or no spread in either."""
+    import numpy as np
+
+    if len(pairs) < 3:
+        return None
+    x, y = np.asarray(pairs, dtype=float).T
+    if x.std() == 0 or y.std() == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _write_results(path: Path, suite: str, entry: dict[str, Any]) -> None:
+    """``{suite: entry}`` merged into the results file: a run of one suite keeps the other's."""
+    results = {}
+    if path.exists():
+        try:
+            results = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            print(f"warning: {path} was not valid JSON; rewriting it with {suite} alone")
+    results = results if isinstance(results, dict) else {}
+    results[suite] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def main() -> None:
@@ -99,8 +175,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="RLRunConfig override for the RL runs, e.g. --set pace.stage2_updates=40")
+    parser.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the ablations (w/o KIR, w/o PACE, w/o post-success masking)")
     parser.add_argument("--workspace", default=None, help="stage cache (default ~/.cache/wovr/bench/libero_wovr/...)")
-    parser.add_argument("--out", default=None, help="default benchmarks/results/libero_wovr_<suite>[_smoke].json")
+    parser.add_argument("--out", default=None, help="default benchmarks/results/libero_wovr[_smoke].json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -207,31 +285,87 @@ def main() -> None:
     base_line = ws.run("baseline", baseline)
     baseline_eval = ws.run("baseline_eval", lambda: _eval(args, sizes, Path(base_line["policy"]), root / "baseline_eval"))
 
-    out = {
+    ablations: dict[str, dict[str, Any]] = {}
+    if args.ablations:
+        def pace_ablation(name: str):
+            def run():
+                from wovr_core.rl.pace import run_pace
+
+                cfg = _rl_config(args, sizes, extra=tuple(ABLATIONS[name]))
+                result = run_pace(cfg, base_ckpt, wm["model"], rm["model"], data, root / name)
+                return {"policy": result["policy"], "real_trajectories": rollouts["trajectories"]
+                        + result["real_trajectories"]}
+            return run
+
+        def without_pace():
+            from wovr_core.rl.run import run_imagination_rl
+
+            cfg = _rl_config(args, sizes)
+            summary = run_imagination_rl(cfg, base_ckpt, wm["model"], rm["model"], data, root / "without_pace",
+                                         updates=cfg.pace.stage1_updates + cfg.pace.stage2_updates)
+            return {"policy": summary["policy"], "real_trajectories": rollouts["trajectories"]}
+
+        runs = {**{name: pace_ablation(name) for name in ABLATIONS}, "without_pace": without_pace}
+        for name, run in runs.items():
+            ablation = ws.run(name, run)
+            ablations[name] = {**ablation, "eval": ws.run(f"{name}_eval", lambda a=ablation, n=name: _eval(
+                args, sizes, Path(a["policy"]), root / f"{n}_eval"))}
+
+    # Imagined vs real success of every evaluated policy (same starts, same sampling stream for each).
+    evaluated = {"base": (base_ckpt, base_eval), "wovr_stage1": (Path(method["stage1_policy"]), stage1_eval),
+                 "wovr": (Path(method["policy"]), final_eval),
+                 "online_grpo": (Path(base_line["policy"]), baseline_eval),
+                 **{name: (Path(a["policy"]), a["eval"]) for name, a in ablations.items()}}
+    checkpoints = {}
+    for name, (policy, real) in evaluated.items():
+        imagined = ws.run(f"imagined_{name}", lambda p=policy: _imagined(args, wm["model"], rm["model"],
+                                                                          Path(rollouts["dataset"]), p))
+        checkpoints[name] = {"imagined": imagined["average_success"], "real": real["average_success"],
+                             "policy": str(policy), "imagined_per_task": imagined["tasks"]}
+    r = pearson_r([(c["imagined"], c["real"]) for c in checkpoints.values()])
+
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        gpu = None
+    minutes = {name: round(record["minutes"], 2) for name, record in ws.stages.items()}
+    entry = {
         "what": f"WoVR (RL in a learned world model + KIR + PACE) vs same-budget online GRPO in the twin, "
-                f"{args.suite}, success on LIBERO's fixed init states 0..{sizes['eval_episodes'] - 1}"
+                f"{args.suite}, success on LIBERO's fixed init states 0..{sizes['eval_episodes'] - 1} of each task"
                 + (" [SMOKE: toy sizes, numbers meaningless]" if args.smoke else ""),
-        "command": "python " + " ".join([Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)]),
-        "suite": args.suite, "tasks": args.tasks, "smoke": args.smoke,
-        "success": {"base": base_eval["average_success"], "wovr_stage1_no_pace": stage1_eval["average_success"],
-                    "wovr": final_eval["average_success"], "twin_grpo_same_budget": baseline_eval["average_success"]},
-        "per_task": {"base": base_eval["tasks"], "wovr": final_eval["tasks"], "twin_grpo": baseline_eval["tasks"]},
-        "real_trajectories": {"wovr": budget, "base_rollouts": rollouts["trajectories"],
-                              "pace_rollouts": method["pace_trajectories"],
-                              "twin_grpo": base_line["real_trajectories"]},
+        "command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "base": base_eval["average_success"], "wovr": final_eval["average_success"],
+        "online_grpo": baseline_eval["average_success"],
+        "ablations": {"stage1_only": stage1_eval["average_success"],
+                      **{name: a["eval"]["average_success"] for name, a in ablations.items()}},
+        "imagined_vs_real": {
+            "pearson_r": r, "checkpoints": checkpoints,
+            "how": f"each policy in the base world model + reward model, {IMAGINED_ROLLOUTS_PER_START} rollouts at "
+                   f"temperature {IMAGINED_TEMPERATURE} from the first frames of up to {IMAGINED_STARTS_PER_TASK} "
+                   f"base rollouts per task; real: the twin evaluation above"},
+        "episodes_per_task": sizes["eval_episodes"], "tasks": args.tasks, "smoke": args.smoke,
+        "per_task": {"base": base_eval["tasks"], "wovr": final_eval["tasks"], "online_grpo": baseline_eval["tasks"],
+                     **{name: a["eval"]["tasks"] for name, a in ablations.items()}},
+        "budget": {
+            "real_trajectories": {"wovr": budget, "base_rollouts": rollouts["trajectories"],
+                                  "pace_rollouts": method["pace_trajectories"],
+                                  "online_grpo": base_line["real_trajectories"],
+                                  **{name: a["real_trajectories"] for name, a in ablations.items()}},
+            "simulator_interaction_during_rl": {"wovr": False, "online_grpo": True},
+            "wall_minutes_per_stage": minutes, "wall_hours": round(sum(minutes.values()) / 60, 2),
+            "hardware": {"cpus": os.cpu_count(), "gpu": gpu, "platform": platform.platform(),
+                         "loadavg_1min_start_end": [load_before[0], os.getloadavg()[0]]}},
         "demos": demo["summary"],
-        "minutes_per_stage": {name: record["minutes"] for name, record in ws.stages.items()},
         "workspace": str(root),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "loadavg_1min_start_end": [load_before[0], os.getloadavg()[0]]},
     }
-    path = Path(args.out) if args.out else RESULTS / f"libero_wovr_{args.suite}{'_smoke' if args.smoke else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    s = out["success"]
-    print(f"{args.suite}: base {100 * s['base']:.1f}% -> WoVR {100 * s['wovr']:.1f}% (stage 1 only "
-          f"{100 * s['wovr_stage1_no_pace']:.1f}%); same-budget twin GRPO {100 * s['twin_grpo_same_budget']:.1f}% "
-          f"({budget} real trajectories); wrote {path}")
+    path = Path(args.out) if args.out else RESULTS / f"libero_wovr{'_smoke' if args.smoke else ''}.json"
+    _write_results(path, args.suite, entry)
+    print(f"{args.suite}: base {100 * entry['base']:.1f}% -> WoVR {100 * entry['wovr']:.1f}%; same-budget twin GRPO "
+          f"{100 * entry['online_grpo']:.1f}% ({budget} real trajectories); ablations "
+          + ", ".join(f"{k} {100 * v:.1f}%" for k, v in entry["ablations"].items())
+          + f"; imagined vs real Pearson r {r if r is None else round(r, 3)}; wrote {path}")
 
 
 if __name__ == "__main__":

@@ -144,3 +144,32 @@ def test_grpo_in_imagination_learns_to_push_the_dot():
     centres = -1 + (2 * torch.arange(8) + 1) / 8
     mean_dx = (torch.softmax(policy.table, -1) * centres).sum(-1).view(2, 8, 7)[:, :, 0].mean(1)
     assert mean_dx[0] > 0.3 and mean_dx[1] < -0.3
+
+
+def test_imagined_success_counts_each_tasks_rollouts():
+    from wovr_core.rl.rollout import imagined_success
+
+    policy = TaskTablePolicy()
+    with torch.no_grad():  # every task pushes the dot right: the first task's goal, away from the second's
+        policy.table[:, 0::7, -1] = 50.0
+    env = WorldModelEnv(DotWorld(speed=0.03), DotScorer(), EnvConfig(max_steps=32))
+    starts = _starts() * 3  # 3 starts per task, imagined 2 at a time
+    counts = imagined_success(env, policy, starts, rollouts_per_start=4, temperature=TEMPERATURE, seed=0,
+                              start_batch=2)
+    assert counts == {TASKS[0]: (12, 12), TASKS[1]: (0, 12)}
+
+
+def test_the_update_trains_on_steps_after_a_success_only_without_post_success_masking():
+    policy = TaskTablePolicy()
+    with torch.no_grad():  # mostly right-moves: success (p >= 0.5) about a chunk before termination (p >= 0.9)
+        policy.table[:, 0::7, -1] = 3.0
+    env = WorldModelEnv(DotWorld(speed=0.01), DotScorer(), EnvConfig(max_steps=64, reward_signal="probability"))
+    batch = collect_rollouts(env, policy, _starts(), 8, TEMPERATURE, torch.Generator().manual_seed(0))
+    traj = batch.trajectories
+    assert ((traj.first_success >= 0) & (traj.first_success + 1 < traj.num_steps)).any()
+    masked = GRPOTrainer(copy.deepcopy(policy), TrainerConfig(temperature=TEMPERATURE), GRPOConfig())
+    unmasked = GRPOTrainer(copy.deepcopy(policy), TrainerConfig(temperature=TEMPERATURE),
+                           GRPOConfig(mask_after_success=False))
+    kept = masked.update(batch)
+    assert kept["dropped_groups"] == 0 and kept["valid_fraction"] < 1.0
+    assert unmasked.update(batch)["valid_fraction"] == 1.0

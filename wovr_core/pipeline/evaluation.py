@@ -15,7 +15,6 @@ reliability on the latest real episodes.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from pathlib import Path
 
 from wovr_core.config import make_config
@@ -48,21 +47,11 @@ def twin_success(checkpoint: Path, config, out: Path) -> tuple[SuccessCount, dic
 
 def _imagined_success(token_policy, env, starts, rollouts: int, temperature: float, seed: int
                       ) -> tuple[SuccessCount, dict]:
-    import torch
+    from wovr_core.rl import imagined_success
 
-    from wovr_core.rl import collect_rollouts
-
-    generator = torch.Generator().manual_seed(seed)  # the same stream for every policy
-    per_task: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for lo in range(0, len(starts), START_BATCH):
-        batch = starts[lo:lo + START_BATCH]
-        traj = collect_rollouts(env, token_policy, batch, rollouts, temperature, generator).trajectories
-        for i, ok in enumerate(traj.success):
-            counts = per_task[batch[i // rollouts].task]
-            counts[0] += int(ok)
-            counts[1] += 1
+    per_task = imagined_success(env, token_policy, starts, rollouts, temperature, seed, START_BATCH)
     total = SuccessCount(sum(s for s, _ in per_task.values()), sum(n for _, n in per_task.values()))
-    return total, dict(per_task)
+    return total, {task: list(count) for task, count in per_task.items()}
 
 
 def _reliability(ctx: StageContext, world, scorer, latest: list[tuple[Path, int]]

@@ -19,7 +19,7 @@ _EXPORTS = {
     "WorldModelEnv": "env", "Trajectories": "env",
     "StartPoint": "keyframes", "KeyframeSampler": "keyframes", "mine_keyframes": "keyframes",
     "operator_keyframes": "keyframes", "load_starts": "keyframes",
-    "RolloutBatch": "rollout", "collect_rollouts": "rollout",
+    "RolloutBatch": "rollout", "collect_rollouts": "rollout", "imagined_success": "rollout",
     "GRPOTrainer": "trainer", "VLATokenPolicy": "vla_adapter",
     "ImaginationError": "errors", "PolicyError": "errors",
 }
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .errors import ImaginationError, PolicyError
     from .keyframes import KeyframeSampler, StartPoint, load_starts, mine_keyframes, operator_keyframes
     from .protocols import ImaginationModel, Observations, PolicySample, SuccessScorer, TokenPolicy
-    from .rollout import RolloutBatch, collect_rollouts
+    from .rollout import RolloutBatch, collect_rollouts, imagined_success
     from .starts import Start, start_from_dataset
     from .trainer import GRPOTrainer
     from .vla_adapter import VLATokenPolicy
@@ -43,6 +43,6 @@ __all__ = [
     "EnvConfig", "GRPOConfig", "GRPOTrainer", "ImaginationError", "ImaginationModel", "KeyframeConfig",
     "KeyframeSampler", "Observations", "PolicySample", "PolicyError", "RLConfig", "RolloutBatch",
     "Start", "StartPoint", "SuccessScorer", "TokenPolicy", "TrainerConfig", "Trajectories", "VLATokenPolicy",
-    "WorldModelEnv", "collect_rollouts", "load_starts", "mine_keyframes", "operator_keyframes",
+    "WorldModelEnv", "collect_rollouts", "imagined_success", "load_starts", "mine_keyframes", "operator_keyframes",
     "start_from_dataset",
 ]

@@ -76,3 +76,20 @@ def collect_rollouts(env: WorldModelEnv, policy: TokenPolicy, starts: Sequence[S
         step += 1
     return RolloutBatch(env.trajectories(), Observations.concat(rows_obs), torch.cat(rows_tokens),
                         torch.cat(rows_lp), np.concatenate(rows_rollout), np.concatenate(rows_step), temperature)
+
+
+def imagined_success(env: WorldModelEnv, policy: TokenPolicy, starts: Sequence[Start], rollouts_per_start: int,
+                     temperature: float, seed: int, start_batch: int = 8) -> dict[str, tuple[int, int]]:
+    """A policy's success in imagination: ``task -> (successes, rollouts)`` over ``rollouts_per_start``
+    rollouts from each start, ``start_batch`` starts imagined together. The seed fixes the sampling stream,
+    so policies compared on the same starts see the same randomness."""
+    generator = torch.Generator().manual_seed(seed)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for lo in range(0, len(starts), start_batch):
+        batch = starts[lo:lo + start_batch]
+        traj = collect_rollouts(env, policy, batch, rollouts_per_start, temperature, generator).trajectories
+        for i, ok in enumerate(traj.success):
+            task = counts[batch[i // rollouts_per_start].task]
+            task[0] += int(ok)
+            task[1] += 1
+    return {task: (s, n) for task, (s, n) in counts.items()}
