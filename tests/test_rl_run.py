@@ -247,6 +247,9 @@ def test_pace_runs_its_five_stages_once_and_counts_the_new_twin_rollouts(real_in
     assert all((out / s / "done.json").exists() for s in PACE_STAGES)
     rollouts = EpisodeDataset(out / "rollouts" / "dataset")
     assert len(rollouts) == 1 and rollouts.meta(rollouts.episode_indices[0]).length == 17
+    episode = rollouts.episode(rollouts.episode_indices[0])  # LIBERO's predicate per frame: true at most at the end
+    predicate = np.asarray(episode.column("success"))
+    assert predicate.shape == (17,) and predicate[:-1].sum() == 0 and predicate[-1] == float(episode.meta.success)
     assert json.loads((out / "budget.json").read_text())["spent"] == {"pace_rollouts": 1}
     assert result["real_trajectories"] == 1
     assert str(out / "rollouts" / "dataset") in result["stages"]["world_model"]["data"]

@@ -33,6 +33,8 @@ ACTION = "action"
 IS_KEYFRAME = "is_keyframe"
 IS_INTERVENTION = "is_intervention"
 TASK_INDEX = "task_index"
+# Optional extra feature: the success predicate at each frame (1.0 where the task is accomplished).
+SUCCESS_COLUMN = "success"
 
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 STATE_NAMES_8 = ("eef_x", "eef_y", "eef_z", "eef_ax", "eef_ay", "eef_az", "gripper_q0", "gripper_q1")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from wovr_core.config import ConfigError
+from wovr_core.data.schema import SUCCESS_COLUMN
 
 
 def _tiny_resnet() -> dict:
@@ -66,7 +67,7 @@ class RewardTrainConfig:
                                                      "batch_size": 128, "max_steps": 20_000, "val_every": 500}}
 
     model: RewardModelConfig = field(default_factory=RewardModelConfig)
-    success_column: str = "success"
+    success_column: str = SUCCESS_COLUMN
     success_tail_frames: int = 6
     # Negatives kept per successful episode in the training bank: evenly spaced, plus every frame of the
     # ``hard_negative_frames`` before success (they look most like success). Failed episodes keep every frame.

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from wovr_core.config import save_config
+from wovr_core.data.schema import SUCCESS_COLUMN
 from wovr_core.rl.budget import BUDGET_FILE, TrajectoryBudget
 from wovr_core.rl.run_config import RLRunConfig
 
@@ -78,8 +79,10 @@ def record_twin_rollouts(config: RLRunConfig, policy_dir: str | Path, dataset: s
     generator = torch.Generator().manual_seed(config.seed)
     summary = {"episodes": 0, "successes": 0, "frames": 0}
     group = min(pace.rollouts_per_task, 8)  # rollouts stepped together (twins alive at once)
-    with EpisodeWriter(dataset, fps=20, cameras={c: (size, size) for c in cameras},
-                       robot_type="panda_libero_twin") as writer, \
+    # LIBERO's predicate at every frame: a rollout ends at its first success, so only a successful episode's
+    # last frame is positive (the reward model's tail rule would also label the 5 frames before it).
+    with EpisodeWriter(dataset, fps=20, cameras={c: (size, size) for c in cameras}, robot_type="panda_libero_twin",
+                       extra_features={SUCCESS_COLUMN: ()}) as writer, \
             TwinEnv(twin_cfg, cameras, size, budget=budget, record=True, budget_use="pace_rollouts") as env:
         bar = tqdm(total=len(tasks.task_ids) * pace.rollouts_per_task, desc="PACE rollouts", unit="ep",
                    disable=not progress)
@@ -93,9 +96,11 @@ def record_twin_rollouts(config: RLRunConfig, policy_dir: str | Path, dataset: s
                     writer.start_episode(ep.task, source="policy", success=ep.success, success_source="sim_predicate",
                                          extra={"suite": config.twin.suite, "task_id": ep.task_id,
                                                 "init_state": ep.init_state, "pace": True})
+                    last = len(ep.actions) - 1
                     for t in range(len(ep.actions)):
                         writer.add_frame({c: ep.frames[c][t] for c in cameras}, ep.states[t],
-                                         None if t == 0 else ep.actions[t])
+                                         None if t == 0 else ep.actions[t],
+                                         extras={SUCCESS_COLUMN: float(ep.success and t == last)})
                     writer.end_episode()
                     summary["episodes"] += 1
                     summary["successes"] += int(ep.success)
