@@ -52,12 +52,20 @@ def main() -> None:
     parser.add_argument("--data", action="append", default=[], metavar="DIR")
     parser.add_argument("--model", help="evaluate this trained reward model instead of training one")
     parser.add_argument("--workdir", default="~/.cache/wovr/bench/reward_model")
+    parser.add_argument("--codec-from", metavar="WORLD_MODEL_DIR",
+                        help="also train on frames through this world model's codec (degraded_fraction of each "
+                             "batch) and report held-out accuracy on such frames: how imagined frames look")
     parser.add_argument("--out", default=str(RESULTS / "reward_model.json"))
     add_config_arguments(parser, RewardTrainConfig)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     start = time.perf_counter()
+    degrade = None
+    if args.codec_from:
+        from wovr_core.world_model import WorldModel
+
+        degrade = WorldModel.load(args.codec_from).prepare_for_inference().through_codec
     if args.model:
         from wovr_core.reward.data import open_datasets
         from wovr_core.reward.model import SuccessClassifier
@@ -69,6 +77,11 @@ def main() -> None:
         model = SuccessClassifier.load(model_dir)
         datasets = open_datasets(split["datasets"], model.config.cameras)
         report = evaluate_reward_model(model, datasets, [tuple(k) for k in split["test"]], cfg)
+        if degrade is not None:
+            from wovr_core.reward.train import DEGRADED_REPORT
+
+            through = evaluate_reward_model(model, datasets, [tuple(k) for k in split["test"]], cfg, degrade)
+            report["degraded"] = {k: through[k] for k in DEGRADED_REPORT}
         data = split["datasets"]
         report["train_steps"] = json.loads((model_dir / "metrics.json").read_text()).get("train_steps")
     else:
@@ -79,7 +92,7 @@ def main() -> None:
             ensure_dataset(Path(data[0]))
         cfg = config_from_args(args, RewardTrainConfig)
         model_dir = Path(args.workdir).expanduser()
-        report = train_reward_model(cfg, data, model_dir, preset=args.preset)
+        report = train_reward_model(cfg, data, model_dir, preset=args.preset, degrade=degrade)
 
     keys = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "frames", "positives",
             "all_negative_accuracy", "episode_agreement", "episodes", "mean_abs_done_offset_frames")
@@ -89,10 +102,13 @@ def main() -> None:
         "what": "success-classifier frame accuracy vs the success predicate, every frame of held-out episodes",
         "command": "python benchmarks/reward_model.py" + "".join(f" --data {d}" for d in args.data)
                    + (f" --model {args.model}" if args.model else "")
+                   + (f" --codec-from {args.codec_from}" if args.codec_from else "")
                    + "".join(f" --set {o}" for o in args.overrides),
         "goal": {"accuracy": 0.95},
         **{k: report[k] for k in keys},
         "ece": report["calibration"]["ece"],
+        "through_world_model_codec": report.get("degraded"),
+        "codec_from": args.codec_from,
         "calibration": report["calibration"]["bins"],
         "held_out_episodes": len(report["held_out_episodes"]),
         "train_steps": report.get("train_steps"),

@@ -86,6 +86,9 @@ class RewardTrainConfig:
     # Augmentation: random translation by up to this many pixels and brightness/contrast jitter.
     shift_pixels: int = 6
     color_jitter: float = 0.1
+    # Share of each batch seen through the trainer's frame degrader, when it is given one (the world model's
+    # codec: a reward model for imagination must read decoded frames as it reads camera frames).
+    degraded_fraction: float = 0.5
     calibration_bins: int = 10
     seed: int = 0
     threads: int = 0
@@ -93,6 +96,8 @@ class RewardTrainConfig:
     def validate(self) -> None:
         if self.success_tail_frames < 1:
             raise ConfigError("success_tail_frames must be >= 1")
+        if not 0 <= self.degraded_fraction <= 1:
+            raise ConfigError(f"degraded_fraction must be in [0, 1], got {self.degraded_fraction}")
         if not 0 < self.positive_fraction < 1:
             raise ConfigError("positive_fraction must be in (0, 1)")
         if not 0 < self.test_fraction < 1 or not 0 < self.val_fraction < 1:

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ from wovr_core.reward.model import SuccessClassifier
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+# camera -> (N, H, W, 3) uint8 in and out: how frames look where the model will be used, e.g. the world model's
+# codec round trip (imagined frames are decoded latents, blurrier than any camera frame).
+FrameDegrader = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 def _tasks(datasets) -> list[str]:
@@ -78,8 +81,13 @@ def _balanced_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class RewardTrainer:
-    def __init__(self, cfg: RewardTrainConfig, data: Sequence[str | Path], out: str | Path, preset: str | None = None):
+    """Trains the success classifier; with ``degrade``, ``cfg.degraded_fraction`` of every batch is seen
+    through it, and the held-out report is given for degraded frames too."""
+
+    def __init__(self, cfg: RewardTrainConfig, data: Sequence[str | Path], out: str | Path, preset: str | None = None,
+                 degrade: FrameDegrader | None = None):
         self.cfg = cfg
+        self.degrade = degrade
         self.out = Path(out).expanduser()
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
@@ -107,8 +115,14 @@ class RewardTrainer:
                                 cfg.success_tail_frames, None if every_frame else cfg.negatives_per_episode,
                                 cfg.hard_negative_frames)
 
-    def _batch(self, bank: FrameBank, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images = self.model.to_images({c: bank.frames[c][index] for c in self.cfg.model.cameras})
+    def _batch(self, bank: FrameBank, index: np.ndarray, degraded: np.ndarray | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        frames = {c: bank.frames[c][index] for c in self.cfg.model.cameras}
+        if degraded is not None and degraded.any():
+            through = self.degrade({c: v[degraded] for c, v in frames.items()})
+            for c in frames:
+                frames[c][degraded] = through[c]  # fancy indexing above copied: the bank is untouched
+        images = self.model.to_images(frames)
         return (images, torch.as_tensor(bank.task_index[index], device=self.device),
                 torch.as_tensor(bank.labels[index], device=self.device))
 
@@ -134,7 +148,8 @@ class RewardTrainer:
         step = 0
         while step < cfg.max_steps and bad < cfg.patience:
             index = np.concatenate([self.rng.choice(pos, n_pos), self.rng.choice(neg, cfg.batch_size - n_pos)])
-            images, task, labels = self._batch(train_bank, index)
+            degraded = self.rng.random(len(index)) < cfg.degraded_fraction if self.degrade else None
+            images, task, labels = self._batch(train_bank, index, degraded)
             images = _augment(images, self.rng, cfg.shift_pixels, cfg.color_jitter)
             self.model.train()
             loss = F.binary_cross_entropy_with_logits(self.model.balanced_logits(images, task), labels.float())
@@ -161,6 +176,9 @@ class RewardTrainer:
             self.model.load_state_dict(best_state)
         self.model.save(self.out)
         report = evaluate_reward_model(self.model, self.datasets, self.test_keys, cfg)
+        if self.degrade is not None:
+            through = evaluate_reward_model(self.model, self.datasets, self.test_keys, cfg, self.degrade)
+            report["degraded"] = {k: through[k] for k in DEGRADED_REPORT}
         report.update(train_steps=step, history=history, seconds=time.perf_counter() - start,
                       train_frames={"positive": int(len(pos)), "negative": int(len(neg))})
         (self.out / METRICS_FILE).write_text(json.dumps(json_ready(report), indent=2) + "\n")
@@ -185,17 +203,21 @@ class RewardTrainer:
                 "balanced_accuracy": m["balanced_accuracy"]}
 
 
+DEGRADED_REPORT = ("accuracy", "balanced_accuracy", "precision", "recall", "episode_agreement")
+
+
 def evaluate_reward_model(model: SuccessClassifier, datasets, keys: Sequence[EpisodeKey],
-                          cfg: RewardTrainConfig) -> dict[str, Any]:
+                          cfg: RewardTrainConfig, degrade: FrameDegrader | None = None) -> dict[str, Any]:
     """Every frame of the given (held-out) episodes against its label: frame metrics, calibration curve and
-    episode-level agreement."""
+    episode-level agreement (of the frames seen through ``degrade`` when given)."""
     probs, labels, per_episode = [], [], []
     for d, i in keys:
         ep = datasets[d].episode(i)
         y = frame_labels(ep, cfg.success_column, cfg.success_tail_frames)
         if y is None:
             continue
-        p = model.success_probability({c: ep.frames(c) for c in model.config.cameras}, ep.task)
+        frames = {c: ep.frames(c) for c in model.config.cameras}
+        p = model.success_probability(degrade(frames) if degrade else frames, ep.task)
         probs.append(p)
         labels.append(y)
         per_episode.append((p, y, ep.meta.success))
@@ -213,6 +235,6 @@ def evaluate_reward_model(model: SuccessClassifier, datasets, keys: Sequence[Epi
 
 
 def train_reward_model(cfg: RewardTrainConfig, data: Sequence[str | Path], out: str | Path,
-                       preset: str | None = None) -> dict[str, Any]:
+                       preset: str | None = None, degrade: FrameDegrader | None = None) -> dict[str, Any]:
     """Train, save the best model into ``out`` and return the held-out report (also ``out/metrics.json``)."""
-    return RewardTrainer(cfg, data, out, preset).run()
+    return RewardTrainer(cfg, data, out, preset, degrade).run()

@@ -214,6 +214,19 @@ class WorldModel(nn.Module):
         pixels = pixels.permute(0, 1, 3, 4, 5, 2).cpu().numpy()
         return {cam: pixels[:, i] for i, cam in enumerate(self.config.cameras)}
 
+    @torch.no_grad()
+    def through_codec(self, frames: dict[str, np.ndarray], batch: int = 64) -> dict[str, np.ndarray]:
+        """camera -> (N, H, W, 3) uint8 frames encoded and decoded one by one: how imagination renders them
+        (e.g. to train a reward model that reads imagined frames). Needs a frame-wise codec."""
+        if self.codec.temporal_factor != 1:
+            raise ValueError("through_codec needs a frame-wise codec; a causal video codec decodes clips")
+        n = len(next(iter(frames.values())))
+        parts = []
+        for lo in range(0, n, batch):
+            video = self.to_video({c: np.asarray(frames[c])[lo:lo + batch, None] for c in self.config.cameras})
+            parts.append(self.to_frames(self.codec.decode(self.codec.encode(video))))
+        return {c: np.concatenate([part[c][:, 0] for part in parts]) for c in self.config.cameras}
+
     # ---- imagination ------------------------------------------------------------------------------------
     @torch.no_grad()
     def observe(self, context_frames: Frames, context_actions: np.ndarray | None = None) -> WorldState:
