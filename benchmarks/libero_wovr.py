@@ -256,7 +256,10 @@ def main() -> None:
         from wovr_core.reward.config import RewardTrainConfig
 
         cfg = make_config(RewardTrainConfig, "tiny", sizes["reward"])
-        report = train_reward_model(cfg, data, root / "reward", preset="tiny")
+        from wovr_core.world_model import codec_round_trip
+
+        # It scores imagined frames: trained on frames through the world model's codec as well.
+        report = train_reward_model(cfg, data, root / "reward", preset="tiny", degrade=codec_round_trip(wm["model"]))
         return {"model": str(root / "reward"), "report": {k: v for k, v in report.items()
                                                           if isinstance(v, (int, float))}}
 

@@ -215,6 +215,11 @@ def test_frames_through_the_codec_look_as_imagination_decodes_them(model):
         assert through[c].shape == single[c].shape and through[c].dtype == np.uint8
         np.testing.assert_array_equal(through[c], decoded[c][:, 0])
     assert not np.array_equal(through["agentview"], single["agentview"])  # an untrained codec is far from lossless
+    # Camera-size frames go through at the model's size (as imagination renders them) and come back at theirs.
+    large = {c: np.repeat(np.repeat(v, 2, axis=1), 2, axis=2) for c, v in single.items()}
+    back = model.through_codec(large)
+    assert all(back[c].shape == large[c].shape for c in model.config.cameras)
+    assert np.abs(back["agentview"][:, ::2, ::2].astype(int) - through["agentview"]).mean() < 10
 
 
 def test_the_paper_code_path_runs_with_a_tiny_wan_vae(tmp_path):

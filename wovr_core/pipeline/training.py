@@ -64,15 +64,18 @@ def refine_world_model(ctx: StageContext) -> StageResult:
 def refresh_reward_model(ctx: StageContext) -> StageResult:
     try:
         from wovr_core.reward import train_reward_model
+        from wovr_core.world_model import codec_round_trip
     except ImportError as e:
         raise _require("the reward-model trainer", e) from e
     ws = ctx.workspace
     roots = ctx.data_roots()
     out = ctx.work_dir / "model"
-    report = train_reward_model(ctx.config.reward, roots, out)
+    # It scores imagined frames: trained on frames through this run's world-model codec as well.
+    world_model = ws.abs(ctx.output("world_model", ModelOutput).path)
+    report = train_reward_model(ctx.config.reward, roots, out, degrade=codec_round_trip(world_model))
     output = ModelOutput(ws.rel(out), ctx.state.reward_model, [ws.rel(r) for r in roots])
     metrics = {k: v for k, v in _numbers(report).items() if not k.startswith("calibration.")}
-    return StageResult(output, metrics, inputs=roots)
+    return StageResult(output, metrics, inputs=[*roots, world_model])
 
 
 # ---- RL in imagination ------------------------------------------------------------------------------------------

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 from wovr_core.lazy import lazy_exports
 
 _EXPORTS = {
-    "WorldModel": "model", "WorldState": "model", "WorldModelConfig": "config",
+    "WorldModel": "model", "WorldState": "model", "codec_round_trip": "model", "WorldModelConfig": "config",
     "WorldModelTrainConfig": "config", "train_world_model": "train", "evaluate_world_model": "evaluate",
 }
 
 if TYPE_CHECKING:
     from .config import WorldModelConfig, WorldModelTrainConfig
     from .evaluate import evaluate_world_model
-    from .model import WorldModel, WorldState
+    from .model import WorldModel, WorldState, codec_round_trip
     from .train import train_world_model
 
 
@@ -27,6 +27,6 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [
-    "WorldModel", "WorldModelConfig", "WorldModelTrainConfig", "WorldState", "evaluate_world_model",
-    "train_world_model",
+    "WorldModel", "WorldModelConfig", "WorldModelTrainConfig", "WorldState", "codec_round_trip",
+    "evaluate_world_model", "train_world_model",
 ]

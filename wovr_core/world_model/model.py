@@ -216,16 +216,26 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def through_codec(self, frames: dict[str, np.ndarray], batch: int = 64) -> dict[str, np.ndarray]:
-        """camera -> (N, H, W, 3) uint8 frames encoded and decoded one by one: how imagination renders them
-        (e.g. to train a reward model that reads imagined frames). Needs a frame-wise codec."""
+        """camera -> (N, H, W, 3) uint8 frames as imagination renders them (e.g. to train a reward model that
+        reads imagined frames): resized to the model's image size, encoded and decoded one by one, resized back
+        to (H, W). Needs a frame-wise codec."""
+        from wovr_core.transforms import ResizeImages
+
         if self.codec.temporal_factor != 1:
             raise ValueError("through_codec needs a frame-wise codec; a causal video codec decodes clips")
+        size = self.config.image_size
+        frames = {c: np.asarray(frames[c]) for c in self.config.cameras}
+        shapes = {c: v.shape[1:3] for c, v in frames.items()}
+        frames = {c: ResizeImages(size, size, keys=("x",))({"x": v})["x"] if shapes[c] != (size, size) else v
+                  for c, v in frames.items()}
         n = len(next(iter(frames.values())))
         parts = []
         for lo in range(0, n, batch):
-            video = self.to_video({c: np.asarray(frames[c])[lo:lo + batch, None] for c in self.config.cameras})
+            video = self.to_video({c: v[lo:lo + batch, None] for c, v in frames.items()})
             parts.append(self.to_frames(self.codec.decode(self.codec.encode(video))))
-        return {c: np.concatenate([part[c][:, 0] for part in parts]) for c in self.config.cameras}
+        out = {c: np.concatenate([part[c][:, 0] for part in parts]) for c in self.config.cameras}
+        return {c: ResizeImages(*shapes[c], keys=("x",))({"x": v})["x"] if shapes[c] != (size, size) else v
+                for c, v in out.items()}
 
     # ---- imagination ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -332,3 +342,12 @@ class WorldModel(nn.Module):
         frame_t = torch.cat([torch.zeros(b, n_ctx, device=dev), t.view(b, 1).expand(b, chunk.shape[2])], dim=1)
         velocity = self.denoiser(torch.cat([anchor, noisy_memory, noisy_chunk], dim=2), frame_t, actions)
         return F.mse_loss(velocity[:, :, n_ctx:].float(), (noise - chunk).float())
+
+
+def codec_round_trip(directory: str | Path):
+    """The frame degrader a reward model for this world model trains with (``through_codec``), or None when its
+    codec decodes whole clips (a Wan VAE, which is also near lossless)."""
+    model = WorldModel.load(directory).prepare_for_inference()
+    if model.codec.temporal_factor != 1:
+        return None
+    return model.through_codec
