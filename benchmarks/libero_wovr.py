@@ -254,10 +254,9 @@ def main() -> None:
         from wovr_core.config import make_config
         from wovr_core.reward import train_reward_model
         from wovr_core.reward.config import RewardTrainConfig
-
-        cfg = make_config(RewardTrainConfig, "tiny", sizes["reward"])
         from wovr_core.world_model import codec_round_trip
 
+        cfg = make_config(RewardTrainConfig, "tiny", sizes["reward"])
         # It scores imagined frames: trained on frames through the world model's codec as well.
         report = train_reward_model(cfg, data, root / "reward", preset="tiny", degrade=codec_round_trip(wm["model"]))
         return {"model": str(root / "reward"), "report": {k: v for k, v in report.items()
