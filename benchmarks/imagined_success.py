@@ -10,16 +10,23 @@ real success comes from the twin evaluation of benchmarks/base_policy.py (LIBERO
 0-9). Reported per task and overall, with the Pearson r of imagined vs real success across tasks and the
 share of GRPO groups whose returns differ (the only groups masked GRPO learns from).
 
+``--frames-before-end N`` starts instead N frames before the end of each recorded episode (with its 4 memory
+frames, as a keyframe start does): a twin success ends at its success frame, so from successful episodes this
+asks whether imagination finishes what the twin finished, and from failures whether it invents successes.
+``--outcome`` picks the episodes by their twin outcome, ``--horizon`` shortens the imagined rollouts.
+
 Writes benchmarks/results/imagined_success.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import platform
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -36,10 +43,17 @@ def main() -> None:
     parser.add_argument("--real-results", default=str(BENCH / "base_policy/libero_object-n3-s0/eval/results.json"),
                         help="wovr eval results.json of the same policy in the twin")
     parser.add_argument("--world-model", default=str(BENCH / "wm_bench/wm_run/model"))
-    parser.add_argument("--reward-model", default=str(BENCH / "reward_model"))
+    parser.add_argument("--reward-model", default=str(BENCH / "reward_model_codec"),
+                        help="a reward model that reads frames through the world model's codec: python "
+                             "benchmarks/reward_model.py --codec-from WM --workdir ~/.cache/wovr/bench/reward_model_codec")
     parser.add_argument("--starts", default=str(BENCH / "wm_bench/base_rollouts/dataset"),
                         help="episode dataset whose first frames are the imagined starts")
     parser.add_argument("--starts-per-task", type=int, default=2)
+    parser.add_argument("--frames-before-end", type=int, default=None,
+                        help="start this many frames before each episode's end (default: from its first frame)")
+    parser.add_argument("--outcome", choices=["any", "success", "failure"], default="any",
+                        help="only episodes with this twin outcome")
+    parser.add_argument("--horizon", type=int, default=None, help="imagined control steps (default: the RL preset's)")
     parser.add_argument("--rollouts-per-start", type=int, default=8, help="a GRPO group")
     parser.add_argument("--temperature", type=float, default=None, help="default: the RL preset's (ref 1.6)")
     parser.add_argument("--seed", type=int, default=0)
@@ -64,6 +78,8 @@ def main() -> None:
     temperature = rl.trainer.temperature if args.temperature is None else args.temperature
     world = WorldModel.load(args.world_model).prepare_for_inference()
     scorer = SuccessClassifier.load(args.reward_model)
+    if args.horizon is not None:
+        rl = dataclasses.replace(rl, env=dataclasses.replace(rl.env, max_steps=args.horizon))
     env = WorldModelEnv(world, scorer, rl.env)
     policy = load_vla_policy(args.policy, seed=args.seed)
     real = json.loads(Path(args.real_results).read_text())
@@ -73,10 +89,13 @@ def main() -> None:
     per_task: dict[str, list] = defaultdict(list)
     with EpisodeDataset(args.starts) as dataset:
         for index in range(len(dataset)):
-            task = dataset.meta(index).task
-            if len(per_task[task]) < args.starts_per_task:
-                per_task[task].append(resize_start(start_from_dataset(dataset, index, 0, cameras=cameras),
-                                                   world.config.image_size))
+            meta = dataset.meta(index)
+            wanted = {"any": True, "success": meta.success is True, "failure": meta.success is False}[args.outcome]
+            if not wanted or len(per_task[meta.task]) >= args.starts_per_task:
+                continue
+            frame = 0 if args.frames_before_end is None else max(0, meta.length - 1 - args.frames_before_end)
+            per_task[meta.task].append(resize_start(start_from_dataset(dataset, index, frame, cameras=cameras),
+                                                    world.config.image_size))
     starts = [s for task in sorted(per_task) for s in per_task[task]]
     generator = torch.Generator().manual_seed(args.seed)
     token_policy = VLATokenPolicy(policy)
@@ -104,9 +123,10 @@ def main() -> None:
     result = {
         "what": "a policy's success imagined in the world model (reward model p >= 0.9) vs in the twin (LIBERO's "
                 "predicate), per task",
-        "command": "python benchmarks/imagined_success.py",
+        "command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "policy": args.policy, "world_model": args.world_model, "reward_model": args.reward_model,
         "starts": args.starts, "starts_per_task": args.starts_per_task, "rollouts_per_start": args.rollouts_per_start,
+        "frames_before_end": args.frames_before_end, "outcome": args.outcome,
         "temperature": temperature, "horizon_steps": rl.env.max_steps,
         "imagined_success": sum(v[0] for v in imagined.values()) / max(1, sum(v[1] for v in imagined.values())),
         "real_success": real["average_success"], "real_episodes": real["episodes"],

@@ -118,8 +118,9 @@ def main() -> None:
     parser.add_argument("--rollouts-per-task", type=int, default=4, help="base-policy rollouts per task")
     parser.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
                         help="WorldModelTrainConfig override of the benchmark's run (repeatable)")
-    parser.add_argument("--reward-model", default="~/.cache/wovr/bench/reward_model",
-                        help="reward model directory for the success-probability agreement (skipped if absent)")
+    parser.add_argument("--reward-model", default="~/.cache/wovr/bench/reward_model_codec",
+                        help="reward model for the success-probability agreement (skipped if absent); one trained "
+                             "through this world model's codec: benchmarks/reward_model.py --codec-from")
     parser.add_argument("--workdir", default="~/.cache/wovr/bench/world_model_fidelity",
                         help="videos, frame grid and the full report")
     parser.add_argument("--out", default=str(RESULTS / "world_model_fidelity.json"))
