@@ -109,12 +109,7 @@ class WorldModel(nn.Module):
         from safetensors.torch import load_model
 
         directory = Path(directory).expanduser()
-        if not directory.is_dir():
-            raise DataError(f"{directory}: world model checkpoint not found")
-        try:
-            config = load_config(directory / CONFIG_FILE, WorldModelConfig)
-        except ValueError as e:  # unparseable JSON or fields that do not fit (ConfigError names the file)
-            raise DataError(f"{directory / CONFIG_FILE}: unreadable world model config ({e})") from None
+        config = _read_config(directory)
         codec = load_codec(config.codec, len(config.cameras), directory)
         transformer = load_pretrained(WanTransformer3DModel, directory / TRANSFORMER_DIR, "Wan transformer")
         denoiser = ActionConditionedWan(config.denoiser, codec.latent_channels, codec.temporal_factor,
@@ -223,19 +218,19 @@ class WorldModel(nn.Module):
 
         if self.codec.temporal_factor != 1:
             raise ValueError("through_codec needs a frame-wise codec; a causal video codec decodes clips")
+        def resize(images: np.ndarray, height: int, width: int) -> np.ndarray:  # a no-op at that size already
+            return ResizeImages(height, width, keys=("x",))({"x": images})["x"]
+
         size = self.config.image_size
         frames = {c: np.asarray(frames[c]) for c in self.config.cameras}
         shapes = {c: v.shape[1:3] for c, v in frames.items()}
-        frames = {c: ResizeImages(size, size, keys=("x",))({"x": v})["x"] if shapes[c] != (size, size) else v
-                  for c, v in frames.items()}
+        frames = {c: resize(v, size, size) for c, v in frames.items()}
         n = len(next(iter(frames.values())))
         parts = []
         for lo in range(0, n, batch):
             video = self.to_video({c: v[lo:lo + batch, None] for c, v in frames.items()})
             parts.append(self.to_frames(self.codec.decode(self.codec.encode(video))))
-        out = {c: np.concatenate([part[c][:, 0] for part in parts]) for c in self.config.cameras}
-        return {c: ResizeImages(*shapes[c], keys=("x",))({"x": v})["x"] if shapes[c] != (size, size) else v
-                for c, v in out.items()}
+        return {c: resize(np.concatenate([part[c][:, 0] for part in parts]), *shapes[c]) for c in self.config.cameras}
 
     # ---- imagination ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -347,7 +342,19 @@ class WorldModel(nn.Module):
 def codec_round_trip(directory: str | Path):
     """The frame degrader a reward model for this world model trains with (``through_codec``), or None when its
     codec decodes whole clips (a Wan VAE, which is also near lossless)."""
-    model = WorldModel.load(directory).prepare_for_inference()
-    if model.codec.temporal_factor != 1:
+    directory = Path(directory).expanduser()
+    config = _read_config(directory)
+    # The codec alone decides: a clip codec's world model (the paper's, billions of parameters) is never loaded.
+    if load_codec(config.codec, len(config.cameras), directory).temporal_factor != 1:
         return None
-    return model.through_codec
+    return WorldModel.load(directory).prepare_for_inference().through_codec
+
+
+def _read_config(directory: Path) -> WorldModelConfig:
+    """The config of a saved world model (DataError naming the folder or file when it cannot be read)."""
+    if not directory.is_dir():
+        raise DataError(f"{directory}: world model checkpoint not found")
+    try:
+        return load_config(directory / CONFIG_FILE, WorldModelConfig)
+    except ValueError as e:  # unparseable JSON or fields that do not fit (ConfigError names the file)
+        raise DataError(f"{directory / CONFIG_FILE}: unreadable world model config ({e})") from None
