@@ -43,9 +43,10 @@ def main() -> None:
     parser.add_argument("--real-results", default=str(BENCH / "base_policy/libero_object-n3-s0/eval/results.json"),
                         help="wovr eval results.json of the same policy in the twin")
     parser.add_argument("--world-model", default=str(BENCH / "wm_bench/wm_run/model"))
-    parser.add_argument("--reward-model", default=str(BENCH / "reward_model_codec"),
-                        help="a reward model that reads frames through the world model's codec: python "
-                             "benchmarks/reward_model.py --codec-from WM --workdir ~/.cache/wovr/bench/reward_model_codec")
+    parser.add_argument("--reward-model", default=str(BENCH / "reward_model_imagined"),
+                        help="a reward model trained on the world model's imagined replay of the episodes: python "
+                             "benchmarks/reward_model.py --world-model WM --view imagined --workdir "
+                             "~/.cache/wovr/bench/reward_model_imagined")
     parser.add_argument("--starts", default=str(BENCH / "wm_bench/base_rollouts/dataset"),
                         help="episode dataset whose first frames are the imagined starts")
     parser.add_argument("--starts-per-task", type=int, default=2)

@@ -254,11 +254,12 @@ def main() -> None:
         from wovr_core.config import make_config
         from wovr_core.reward import train_reward_model
         from wovr_core.reward.config import RewardTrainConfig
-        from wovr_core.world_model import codec_round_trip
+        from wovr_core.world_model import reward_view
 
         cfg = make_config(RewardTrainConfig, "tiny", sizes["reward"])
-        # It scores imagined frames: trained on frames through the world model's codec as well.
-        report = train_reward_model(cfg, data, root / "reward", preset="tiny", degrade=codec_round_trip(wm["model"]))
+        # It scores imagined frames: trained on the world model's view of the episodes as well.
+        view = reward_view(wm["model"], cfg.world_model_view, cfg.view_anchor_every)
+        report = train_reward_model(cfg, data, root / "reward", preset="tiny", view=view)
         return {"model": str(root / "reward"), "report": {k: v for k, v in report.items()
                                                           if isinstance(v, (int, float))}}
 

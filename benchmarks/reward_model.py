@@ -20,6 +20,7 @@ flattered by the rarity of success frames.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -52,20 +53,25 @@ def main() -> None:
     parser.add_argument("--data", action="append", default=[], metavar="DIR")
     parser.add_argument("--model", help="evaluate this trained reward model instead of training one")
     parser.add_argument("--workdir", default="~/.cache/wovr/bench/reward_model")
-    parser.add_argument("--codec-from", metavar="WORLD_MODEL_DIR",
-                        help="also train on frames through this world model's codec (degraded_fraction of each "
-                             "batch) and report held-out accuracy on such frames: how imagined frames look")
+    parser.add_argument("--world-model", metavar="DIR",
+                        help="also train on this world model's view of the episodes (viewed_fraction of each batch; "
+                             "--set world_model_view=codec|imagined) and report held-out accuracy on such frames: "
+                             "how imagination shows them")
+    parser.add_argument("--view", choices=["camera", "codec", "imagined"],
+                        help="the world model's view to train with or evaluate on (default: the config's)")
     parser.add_argument("--out", default=str(RESULTS / "reward_model.json"))
     add_config_arguments(parser, RewardTrainConfig)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     start = time.perf_counter()
-    degrade = None
-    if args.codec_from:
-        from wovr_core.world_model import WorldModel
+    def view_of(cfg: RewardTrainConfig):
+        if not args.world_model:
+            return None
+        from wovr_core.world_model import reward_view
 
-        degrade = WorldModel.load(args.codec_from).prepare_for_inference().through_codec
+        return reward_view(args.world_model, args.view or cfg.world_model_view, cfg.view_anchor_every)
+
     if args.model:
         from wovr_core.reward.data import open_datasets
         from wovr_core.reward.model import SuccessClassifier
@@ -77,11 +83,12 @@ def main() -> None:
         model = SuccessClassifier.load(model_dir)
         datasets = open_datasets(split["datasets"], model.config.cameras)
         report = evaluate_reward_model(model, datasets, [tuple(k) for k in split["test"]], cfg)
-        if degrade is not None:
-            from wovr_core.reward.train import DEGRADED_REPORT
+        view = view_of(cfg)
+        if view is not None:
+            from wovr_core.reward.train import VIEWED_REPORT
 
-            through = evaluate_reward_model(model, datasets, [tuple(k) for k in split["test"]], cfg, degrade)
-            report["degraded"] = {k: through[k] for k in DEGRADED_REPORT}
+            through = evaluate_reward_model(model, datasets, [tuple(k) for k in split["test"]], cfg, view)
+            report["viewed"] = {k: through[k] for k in VIEWED_REPORT}
         data = split["datasets"]
         report["train_steps"] = json.loads((model_dir / "metrics.json").read_text()).get("train_steps")
     else:
@@ -91,8 +98,10 @@ def main() -> None:
         if not args.data:
             ensure_dataset(Path(data[0]))
         cfg = config_from_args(args, RewardTrainConfig)
+        if args.view:
+            cfg = dataclasses.replace(cfg, world_model_view=args.view)
         model_dir = Path(args.workdir).expanduser()
-        report = train_reward_model(cfg, data, model_dir, preset=args.preset, degrade=degrade)
+        report = train_reward_model(cfg, data, model_dir, preset=args.preset, view=view_of(cfg))
 
     keys = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "frames", "positives",
             "all_negative_accuracy", "episode_agreement", "episodes", "mean_abs_done_offset_frames")
@@ -102,13 +111,16 @@ def main() -> None:
         "what": "success-classifier frame accuracy vs the success predicate, every frame of held-out episodes",
         "command": "python benchmarks/reward_model.py" + "".join(f" --data {d}" for d in args.data)
                    + (f" --model {args.model}" if args.model else "")
-                   + (f" --codec-from {args.codec_from}" if args.codec_from else "")
+                   + (f" --world-model {args.world_model}" if args.world_model else "")
+                   + (f" --view {args.view}" if args.view else "")
                    + "".join(f" --set {o}" for o in args.overrides),
         "goal": {"accuracy": 0.95},
         **{k: report[k] for k in keys},
         "ece": report["calibration"]["ece"],
-        "through_world_model_codec": report.get("degraded"),
-        "codec_from": args.codec_from,
+        "through_world_model": report.get("viewed"),
+        "world_model": args.world_model,
+        "world_model_view": {"kind": args.view or cfg.world_model_view, "anchor_every": cfg.view_anchor_every}
+                            if args.world_model else None,
         "calibration": report["calibration"]["bins"],
         "held_out_episodes": len(report["held_out_episodes"]),
         "train_steps": report.get("train_steps"),

@@ -120,7 +120,7 @@ def main() -> None:
                         help="WorldModelTrainConfig override of the benchmark's run (repeatable)")
     parser.add_argument("--reward-model", default="~/.cache/wovr/bench/reward_model_codec",
                         help="reward model for the success-probability agreement (skipped if absent); one trained "
-                             "through this world model's codec: benchmarks/reward_model.py --codec-from")
+                             "on this world model's view of the episodes: benchmarks/reward_model.py --world-model")
     parser.add_argument("--workdir", default="~/.cache/wovr/bench/world_model_fidelity",
                         help="videos, frame grid and the full report")
     parser.add_argument("--out", default=str(RESULTS / "world_model_fidelity.json"))

@@ -64,15 +64,17 @@ def refine_world_model(ctx: StageContext) -> StageResult:
 def refresh_reward_model(ctx: StageContext) -> StageResult:
     try:
         from wovr_core.reward import train_reward_model
-        from wovr_core.world_model import codec_round_trip
+        from wovr_core.world_model import reward_view
     except ImportError as e:
         raise _require("the reward-model trainer", e) from e
     ws = ctx.workspace
     roots = ctx.data_roots()
     out = ctx.work_dir / "model"
-    # It scores imagined frames: trained on frames through this run's world-model codec as well.
+    # It scores imagined frames: trained on this run's world model's view of the episodes as well.
     world_model = ws.abs(ctx.output("world_model", ModelOutput).path)
-    report = train_reward_model(ctx.config.reward, roots, out, degrade=codec_round_trip(world_model))
+    cfg = ctx.config.reward
+    report = train_reward_model(cfg, roots, out, view=reward_view(world_model, cfg.world_model_view,
+                                                                  cfg.view_anchor_every))
     output = ModelOutput(ws.rel(out), ctx.state.reward_model, [ws.rel(r) for r in roots])
     metrics = {k: v for k, v in _numbers(report).items() if not k.startswith("calibration.")}
     return StageResult(output, metrics, inputs=[*roots, world_model])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from wovr_core.config import ConfigError
 from wovr_core.data.schema import SUCCESS_COLUMN
@@ -86,9 +86,14 @@ class RewardTrainConfig:
     # Augmentation: random translation by up to this many pixels and brightness/contrast jitter.
     shift_pixels: int = 6
     color_jitter: float = 0.1
-    # Share of each batch seen through the trainer's frame degrader, when it is given one (the world model's
-    # codec: a reward model for imagination must read decoded frames as it reads camera frames).
-    degraded_fraction: float = 0.5
+    # How a reward model for imagination meets frames, when trained with a world model (its view of each episode,
+    # wovr_core.world_model.replay): "camera" (camera frames only), "codec" (each frame through the world model's
+    # codec), "imagined" (imagined replay of the recorded actions, re-anchored on real frames every
+    # ``view_anchor_every`` chunks).
+    world_model_view: Literal["camera", "codec", "imagined"] = "imagined"
+    view_anchor_every: int = 1
+    # Share of each batch seen through that view.
+    viewed_fraction: float = 0.5
     calibration_bins: int = 10
     seed: int = 0
     threads: int = 0
@@ -96,8 +101,10 @@ class RewardTrainConfig:
     def validate(self) -> None:
         if self.success_tail_frames < 1:
             raise ConfigError("success_tail_frames must be >= 1")
-        if not 0 <= self.degraded_fraction <= 1:
-            raise ConfigError(f"degraded_fraction must be in [0, 1], got {self.degraded_fraction}")
+        if not 0 <= self.viewed_fraction <= 1:
+            raise ConfigError(f"viewed_fraction must be in [0, 1], got {self.viewed_fraction}")
+        if self.view_anchor_every < 1:
+            raise ConfigError(f"view_anchor_every must be >= 1, got {self.view_anchor_every}")
         if not 0 < self.positive_fraction < 1:
             raise ConfigError("positive_fraction must be in (0, 1)")
         if not 0 < self.test_fraction < 1 or not 0 < self.val_fraction < 1:

@@ -13,7 +13,7 @@ that ends well):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,14 +76,21 @@ def split_episodes(datasets: Sequence[EpisodeDataset], fraction: float, seed: in
     return sorted(kept), sorted(held)
 
 
+# (camera -> (T, H, W, 3) uint8, actions (T, 7)) of one episode -> its frames as the reward model will meet
+# them, e.g. as the world model imagines them (wovr_core.world_model.replay); each keeps its frame's label.
+EpisodeView = Callable[[dict[str, np.ndarray], np.ndarray], dict[str, np.ndarray]]
+
+
 @dataclass
 class FrameBank:
-    """Training frames in memory: every positive frame and a bounded set of negatives per episode."""
+    """Training frames in memory: every positive frame and a bounded set of negatives per episode, and the same
+    frames through an episode view when one is given."""
 
     frames: dict[str, np.ndarray]  # camera -> (N, H, W, 3) uint8
     labels: np.ndarray  # (N,) bool
     task_index: np.ndarray  # (N,) int
     episode: np.ndarray  # (N,) int, position in the key list
+    viewed: dict[str, np.ndarray] | None = None  # camera -> (N, H, W, 3) uint8
 
     @property
     def positives(self) -> np.ndarray:
@@ -96,11 +103,13 @@ class FrameBank:
 
 def build_frame_bank(datasets: Sequence[EpisodeDataset], keys: Sequence[EpisodeKey], cameras: Sequence[str],
                      tasks: Sequence[str], success_column: str, tail_frames: int,
-                     negatives_per_episode: int | None, hard_negative_frames: int) -> FrameBank:
+                     negatives_per_episode: int | None, hard_negative_frames: int,
+                     view: EpisodeView | None = None) -> FrameBank:
     """Frames of the episodes ``keys`` with their labels: all of them when ``negatives_per_episode`` is None,
-    else see :func:`frames_to_keep`."""
+    else see :func:`frames_to_keep`; with ``view``, also the same frames through it."""
     task_of = {t: i for i, t in enumerate(tasks)}
     frames: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
+    viewed: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
     labels, task_index, episode = [], [], []
     for k, (d, i) in enumerate(keys):
         try:
@@ -110,8 +119,12 @@ def build_frame_bank(datasets: Sequence[EpisodeDataset], keys: Sequence[EpisodeK
                 continue
             keep = np.arange(len(y)) if negatives_per_episode is None else frames_to_keep(
                 y, negatives_per_episode, hard_negative_frames)
+            episode_frames = {cam: ep.frames(cam) for cam in cameras}
+            seen = view(episode_frames, np.asarray(ep.actions, np.float32)) if view else {}
             for cam in cameras:
-                frames[cam].append(ep.frames(cam)[keep])
+                frames[cam].append(episode_frames[cam][keep])
+                if view:
+                    viewed[cam].append(seen[cam][keep])
         except DataError as e:  # one corrupt episode costs itself, not the run
             log.warning("leaving out episode %d of %s: %s", i, datasets[d].root, e)
             continue
@@ -121,7 +134,8 @@ def build_frame_bank(datasets: Sequence[EpisodeDataset], keys: Sequence[EpisodeK
     if not labels:
         raise DataError("no labelled training frames")
     return FrameBank({c: np.concatenate(v) for c, v in frames.items()}, np.concatenate(labels),
-                     np.concatenate(task_index), np.concatenate(episode))
+                     np.concatenate(task_index), np.concatenate(episode),
+                     {c: np.concatenate(v) for c, v in viewed.items()} if view else None)
 
 
 def frames_to_keep(labels: np.ndarray, n_negatives: int, hard: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from wovr_core.errors import DataError
 from wovr_core.reward.config import RewardTrainConfig
 from wovr_core.reward.data import (
     EpisodeKey,
+    EpisodeView,
     FrameBank,
     build_frame_bank,
     frame_labels,
@@ -39,9 +40,6 @@ from wovr_core.reward.model import SuccessClassifier
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
-# camera -> (N, H, W, 3) uint8 in and out: how frames look where the model will be used, e.g. the world model's
-# codec round trip (imagined frames are decoded latents, blurrier than any camera frame).
-FrameDegrader = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 def _tasks(datasets) -> list[str]:
@@ -81,13 +79,13 @@ def _balanced_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class RewardTrainer:
-    """Trains the success classifier; with ``degrade``, ``cfg.degraded_fraction`` of every batch is seen
-    through it, and the held-out report is given for degraded frames too."""
+    """Trains the success classifier; with ``view`` (how imagination shows an episode), ``cfg.viewed_fraction``
+    of every batch is seen through it, and the held-out report is given for viewed frames too."""
 
     def __init__(self, cfg: RewardTrainConfig, data: Sequence[str | Path], out: str | Path, preset: str | None = None,
-                 degrade: FrameDegrader | None = None):
+                 view: EpisodeView | None = None):
         self.cfg = cfg
-        self.degrade = degrade
+        self.view = view
         self.out = Path(out).expanduser()
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
@@ -109,19 +107,19 @@ class RewardTrainer:
         log.info("episodes: %d train, %d validation, %d held out for the report; %d tasks", len(self.train_keys),
                  len(self.val_keys), len(self.test_keys), len(tasks))
 
-    def _bank(self, keys: Sequence[EpisodeKey], every_frame: bool = False) -> FrameBank:
+    def _bank(self, keys: Sequence[EpisodeKey], every_frame: bool = False, view: EpisodeView | None = None
+              ) -> FrameBank:
         cfg = self.cfg
         return build_frame_bank(self.datasets, keys, cfg.model.cameras, cfg.model.tasks, cfg.success_column,
                                 cfg.success_tail_frames, None if every_frame else cfg.negatives_per_episode,
-                                cfg.hard_negative_frames)
+                                cfg.hard_negative_frames, view)
 
-    def _batch(self, bank: FrameBank, index: np.ndarray, degraded: np.ndarray | None = None
+    def _batch(self, bank: FrameBank, index: np.ndarray, viewed: np.ndarray | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         frames = {c: bank.frames[c][index] for c in self.cfg.model.cameras}
-        if degraded is not None and degraded.any():
-            through = self.degrade({c: v[degraded] for c, v in frames.items()})
+        if viewed is not None and viewed.any():
             for c in frames:
-                frames[c][degraded] = through[c]  # fancy indexing above copied: the bank is untouched
+                frames[c][viewed] = bank.viewed[c][index[viewed]]  # fancy indexing above copied: the bank is untouched
         images = self.model.to_images(frames)
         return (images, torch.as_tensor(bank.task_index[index], device=self.device),
                 torch.as_tensor(bank.labels[index], device=self.device))
@@ -129,8 +127,9 @@ class RewardTrainer:
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         start = time.perf_counter()
-        train_bank = self._bank(self.train_keys)
-        val_bank = self._bank(self.val_keys, every_frame=True)  # the real frame distribution
+        train_bank = self._bank(self.train_keys, view=self.view)
+        # Every frame: the real share of success frames; through the view too, where the model will be used.
+        val_bank = self._bank(self.val_keys, every_frame=True, view=self.view)
         pos, neg = train_bank.positives, train_bank.negatives
         if not len(pos) or not len(neg):
             raise DataError(f"training frames need both classes; got {len(pos)} positive and {len(neg)} negative "
@@ -148,8 +147,8 @@ class RewardTrainer:
         step = 0
         while step < cfg.max_steps and bad < cfg.patience:
             index = np.concatenate([self.rng.choice(pos, n_pos), self.rng.choice(neg, cfg.batch_size - n_pos)])
-            degraded = self.rng.random(len(index)) < cfg.degraded_fraction if self.degrade else None
-            images, task, labels = self._batch(train_bank, index, degraded)
+            viewed = self.rng.random(len(index)) < cfg.viewed_fraction if self.view else None
+            images, task, labels = self._batch(train_bank, index, viewed)
             images = _augment(images, self.rng, cfg.shift_pixels, cfg.color_jitter)
             self.model.train()
             loss = F.binary_cross_entropy_with_logits(self.model.balanced_logits(images, task), labels.float())
@@ -169,16 +168,18 @@ class RewardTrainer:
                     best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 else:
                     bad += 1
-                log.info("step %d: train bce %.4f; validation bce %.4f, accuracy %.4f, balanced accuracy %.3f "
+                viewed = (f", viewed {val['viewed_balanced_accuracy']:.3f}" if "viewed_balanced_accuracy" in val
+                          else "")
+                log.info("step %d: train bce %.4f; validation bce %.4f, accuracy %.4f, balanced accuracy %.3f%s "
                          "(best bce %.4f, %d/%d)", step, loss.item(), val["bce"], val["accuracy"],
-                         val["balanced_accuracy"], best, bad, cfg.patience)
+                         val["balanced_accuracy"], viewed, best, bad, cfg.patience)
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.save(self.out)
         report = evaluate_reward_model(self.model, self.datasets, self.test_keys, cfg)
-        if self.degrade is not None:
-            through = evaluate_reward_model(self.model, self.datasets, self.test_keys, cfg, self.degrade)
-            report["degraded"] = {k: through[k] for k in DEGRADED_REPORT}
+        if self.view is not None:
+            through = evaluate_reward_model(self.model, self.datasets, self.test_keys, cfg, self.view)
+            report["viewed"] = {k: through[k] for k in VIEWED_REPORT}
         report.update(train_steps=step, history=history, seconds=time.perf_counter() - start,
                       train_frames={"positive": int(len(pos)), "negative": int(len(neg))})
         (self.out / METRICS_FILE).write_text(json.dumps(json_ready(report), indent=2) + "\n")
@@ -187,11 +188,21 @@ class RewardTrainer:
 
     @torch.no_grad()
     def _validate(self, bank: FrameBank) -> dict[str, float]:
+        """Camera frames, and viewed frames when the bank has them (``viewed_*``); ``bce``, the early-stopping
+        metric, is the mean of the two BCEs then."""
+        metrics = self._validate_frames(bank, viewed=False)
+        if bank.viewed is None:
+            return metrics
+        viewed = {f"viewed_{k}": v for k, v in self._validate_frames(bank, viewed=True).items()}
+        return {**metrics, **viewed, "camera_bce": metrics["bce"], "bce": (metrics["bce"] + viewed["viewed_bce"]) / 2}
+
+    @torch.no_grad()
+    def _validate_frames(self, bank: FrameBank, viewed: bool) -> dict[str, float]:
         self.model.eval()
         logits, labels = [], []
         for lo in range(0, len(bank.labels), 256):
             index = np.arange(lo, min(lo + 256, len(bank.labels)))
-            images, task, y = self._batch(bank, index)
+            images, task, y = self._batch(bank, index, np.full(len(index), viewed))
             logits.append(self.model(images, task).float())
             labels.append(y)
         logit, label = torch.cat(logits), torch.cat(labels)
@@ -203,13 +214,13 @@ class RewardTrainer:
                 "balanced_accuracy": m["balanced_accuracy"]}
 
 
-DEGRADED_REPORT = ("accuracy", "balanced_accuracy", "precision", "recall", "episode_agreement")
+VIEWED_REPORT = ("accuracy", "balanced_accuracy", "precision", "recall", "episode_agreement")
 
 
 def evaluate_reward_model(model: SuccessClassifier, datasets, keys: Sequence[EpisodeKey],
-                          cfg: RewardTrainConfig, degrade: FrameDegrader | None = None) -> dict[str, Any]:
+                          cfg: RewardTrainConfig, view: EpisodeView | None = None) -> dict[str, Any]:
     """Every frame of the given (held-out) episodes against its label: frame metrics, calibration curve and
-    episode-level agreement (of the frames seen through ``degrade`` when given)."""
+    episode-level agreement (of the frames seen through ``view`` when given)."""
     probs, labels, per_episode = [], [], []
     for d, i in keys:
         ep = datasets[d].episode(i)
@@ -217,7 +228,9 @@ def evaluate_reward_model(model: SuccessClassifier, datasets, keys: Sequence[Epi
         if y is None:
             continue
         frames = {c: ep.frames(c) for c in model.config.cameras}
-        p = model.success_probability(degrade(frames) if degrade else frames, ep.task)
+        if view is not None:
+            frames = view(frames, np.asarray(ep.actions, np.float32))
+        p = model.success_probability(frames, ep.task)
         probs.append(p)
         labels.append(y)
         per_episode.append((p, y, ep.meta.success))
@@ -235,6 +248,6 @@ def evaluate_reward_model(model: SuccessClassifier, datasets, keys: Sequence[Epi
 
 
 def train_reward_model(cfg: RewardTrainConfig, data: Sequence[str | Path], out: str | Path,
-                       preset: str | None = None, degrade: FrameDegrader | None = None) -> dict[str, Any]:
+                       preset: str | None = None, view: EpisodeView | None = None) -> dict[str, Any]:
     """Train, save the best model into ``out`` and return the held-out report (also ``out/metrics.json``)."""
-    return RewardTrainer(cfg, data, out, preset, degrade).run()
+    return RewardTrainer(cfg, data, out, preset, view).run()

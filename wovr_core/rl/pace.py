@@ -116,7 +116,7 @@ def run_pace(config: RLRunConfig, policy_dir: str | Path, world_model_dir: str |
     """Run (or resume) the five PACE stages into ``out_dir``; returns every stage's manifest."""
     from wovr_core.reward import train_reward_model
     from wovr_core.rl.run import POLICY_DIR, run_imagination_rl
-    from wovr_core.world_model import codec_round_trip, train_world_model
+    from wovr_core.world_model import reward_view, train_world_model
 
     config.validate()
     out = Path(out_dir).expanduser()
@@ -155,9 +155,9 @@ def run_pace(config: RLRunConfig, policy_dir: str | Path, world_model_dir: str |
     stages["world_model"] = _cached_stage(out, "world_model", world_model)
 
     def reward(folder: Path) -> dict[str, Any]:
-        # Trained to read frames through the refined world model's codec too: imagination shows it no others.
-        report = train_reward_model(pace.reward, new_data, folder / "model",
-                                    degrade=codec_round_trip(stages["world_model"]["model"]))
+        # Trained on the refined world model's view of the episodes too: imagination shows it no others.
+        view = reward_view(stages["world_model"]["model"], pace.reward.world_model_view, pace.reward.view_anchor_every)
+        report = train_reward_model(pace.reward, new_data, folder / "model", view=view)
         return {"model": str(folder / "model"), "report": {k: v for k, v in report.items()
                                                           if isinstance(v, (int, float, str))}}
 

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING
 from wovr_core.lazy import lazy_exports
 
 _EXPORTS = {
-    "WorldModel": "model", "WorldState": "model", "codec_round_trip": "model", "WorldModelConfig": "config",
+    "WorldModel": "model", "WorldState": "model", "reward_view": "replay", "WorldModelConfig": "config",
     "WorldModelTrainConfig": "config", "train_world_model": "train", "evaluate_world_model": "evaluate",
 }
 
 if TYPE_CHECKING:
     from .config import WorldModelConfig, WorldModelTrainConfig
     from .evaluate import evaluate_world_model
-    from .model import WorldModel, WorldState, codec_round_trip
+    from .model import WorldModel, WorldState
+    from .replay import reward_view
     from .train import train_world_model
 
 
@@ -27,6 +28,6 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [
-    "WorldModel", "WorldModelConfig", "WorldModelTrainConfig", "WorldState", "codec_round_trip",
+    "WorldModel", "WorldModelConfig", "WorldModelTrainConfig", "WorldState", "reward_view",
     "evaluate_world_model", "train_world_model",
 ]

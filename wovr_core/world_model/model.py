@@ -339,15 +339,12 @@ class WorldModel(nn.Module):
         return F.mse_loss(velocity[:, :, n_ctx:].float(), (noise - chunk).float())
 
 
-def codec_round_trip(directory: str | Path):
-    """The frame degrader a reward model for this world model trains with (``through_codec``), or None when its
-    codec decodes whole clips (a Wan VAE, which is also near lossless)."""
+def codec_is_frame_wise(directory: str | Path) -> bool:
+    """Whether the saved world model's codec encodes frames one by one (``through_codec`` works), read from its
+    config and codec alone: a clip codec's world model (the paper's, billions of parameters) is never loaded."""
     directory = Path(directory).expanduser()
     config = _read_config(directory)
-    # The codec alone decides: a clip codec's world model (the paper's, billions of parameters) is never loaded.
-    if load_codec(config.codec, len(config.cameras), directory).temporal_factor != 1:
-        return None
-    return WorldModel.load(directory).prepare_for_inference().through_codec
+    return load_codec(config.codec, len(config.cameras), directory).temporal_factor == 1
 
 
 def _read_config(directory: Path) -> WorldModelConfig:
