@@ -1,0 +1,118 @@
+"""One GRPO stage in imagination from the base policy, judged in the twin.
+
+    python benchmarks/imagination_rl.py [--updates 20] [--set KEY=VALUE ...]
+
+The libero_object base policy trains only in the world model (``wovr rl``: masked GRPO, KIR starts, rewards from
+the reward model; no simulator step during RL), then the base and the trained policy are evaluated in the twin
+on LIBERO's init states 0-9 of every task with LIBERO's predicate. The inputs are the other benchmarks' cached
+models, so this isolates what RL in imagination does with them:
+
+* base policy: benchmarks/base_policy.py (3 noisy demos per task, its twin evaluation is reused);
+* world model: benchmarks/world_model_fidelity.py (demos + 40 base-policy rollouts);
+* reward model: ``benchmarks/reward_model.py --world-model WM --view imagined`` (demos + the same rollouts, half
+  of each batch the world model's imagined replay);
+* starts and keyframes: the demos and the base-policy rollouts.
+
+Real trajectories behind the models: the demos and the 40 rollouts; none are added (no PACE: see
+benchmarks/libero_wovr.py for the whole method). Stage-cached in ``--workspace`` (the RL run resumes).
+Writes benchmarks/results/imagination_rl.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Path("~/.cache/wovr/bench").expanduser()
+BASE = BENCH / "base_policy/libero_object-n3-s0"
+
+
+def _twin_eval(checkpoint: Path, out: Path, workers: int) -> dict:
+    from wovr_core.policy.evaluate import EvalConfig, evaluate_checkpoint, format_table
+
+    results = evaluate_checkpoint(checkpoint, EvalConfig(suite="libero_object", episodes_per_task=10, workers=workers,
+                                                         videos=2, threads=1), out, progress=True)
+    print(format_table(results))
+    return _summary(results)
+
+
+def _summary(results: dict) -> dict:
+    return {"success": results["average_success"], "episodes": results["episodes"],
+            "per_task": {t["task"]: t["success_rate"] for t in results["tasks"]}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policy", default=str(BASE / "run/policy"))
+    parser.add_argument("--base-results", default=str(BASE / "eval/results.json"),
+                        help="the base policy's twin evaluation (wovr eval results.json, init states 0-9)")
+    parser.add_argument("--world-model", default=str(BENCH / "wm_bench/wm_run/model"))
+    parser.add_argument("--reward-model", default=str(BENCH / "reward_model_imagined"))
+    parser.add_argument("--data", action="append", metavar="DIR",
+                        default=None, help="start / keyframe datasets (default: the demos and the base rollouts)")
+    parser.add_argument("--updates", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="twin processes of the evaluation")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="RLRunConfig override, e.g. --set rl.keyframes.kir_share=0")
+    parser.add_argument("--workspace", default=str(BENCH / "imagination_rl"))
+    parser.add_argument("--out", default=str(RESULTS / "imagination_rl.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+    from wovr_core.config import make_config
+    from wovr_core.data import EpisodeDataset
+    from wovr_core.pipeline.stage_cache import StageCache
+    from wovr_core.rl.run import run_imagination_rl
+    from wovr_core.rl.run_config import RLRunConfig
+
+    data = args.data or [str(BENCH / "libero_object_noisy"), str(BENCH / "base_rollouts_v2/dataset")]
+    inputs = {"policy": args.policy, "world_model": args.world_model, "reward_model": args.reward_model,
+              "data": data, "updates": args.updates, "overrides": args.overrides}
+    ws = StageCache(Path(args.workspace).expanduser())
+    if ws.stages.get("rl", {}).get("inputs", inputs) != inputs:  # other inputs: a fresh run, never a stale one
+        raise SystemExit(f"{ws.root} holds a run with other inputs; pass another --workspace")
+    cfg = make_config(RLRunConfig, "tiny", [f"rl.updates={args.updates}", "threads=1", *args.overrides])
+
+    def rl():
+        summary = run_imagination_rl(cfg, args.policy, args.world_model, args.reward_model, data, ws.root / "rl")
+        rows = [json.loads(line) for line in (ws.root / "rl" / "updates.jsonl").read_text().splitlines()]
+        return {"inputs": inputs, "policy": str(summary["policy"]),
+                "imagined_success_per_update": [r["rollout/success_rate"] for r in rows]}
+
+    trained = ws.run("rl", rl)
+    with ExitStack() as stack:  # the real trajectories behind the world and reward models and the starts
+        episodes = {d: len(stack.enter_context(EpisodeDataset(d))) for d in data}
+    after = ws.run("eval", lambda: _twin_eval(Path(trained["policy"]), ws.root / "eval", args.workers))
+    before = _summary(json.loads(Path(args.base_results).read_text()))
+    result = {
+        "what": "libero_object twin success (LIBERO's predicate, init states 0-9 of every task) of the base policy "
+                "and of the same policy after GRPO in imagination only",
+        "command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "base": before["success"], "after_rl": after["success"], "episodes": after["episodes"],
+        "gain_points": round(100 * (after["success"] - before["success"]), 1),
+        "per_task": {t: {"base": before["per_task"].get(t), "after_rl": s} for t, s in after["per_task"].items()},
+        "imagined_success_per_update": trained["imagined_success_per_update"],
+        "inputs": inputs,
+        "budget": {"real_trajectories": episodes, "real_trajectories_during_rl": 0,
+                   "simulator_interaction_during_rl": 0,
+                   "wall_minutes": {"rl": round(trained["minutes"], 1), "eval": round(after["minutes"], 1)},
+                   "hardware": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                                "gpu": None}},
+    }
+    out = Path(args.out)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"twin success {before['success']:.3f} -> {after['success']:.3f} after {args.updates} GRPO updates in "
+          f"imagination ({result['gain_points']:+.1f} points); wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
