@@ -15,6 +15,11 @@ then scores every frame of the held-out test episodes (used neither for training
 Writes benchmarks/results/reward_model.json with ``accuracy`` (goal >= 0.95) plus balanced accuracy,
 precision, recall, calibration and the accuracy of always answering "no success", since accuracy alone is
 flattered by the rarity of success frames.
+
+With ``--world-model WM`` the reward model also trains on WM's view of the episodes (``--view imagined``:
+imagined replay, each chunk imagined from the real frames before it under the recorded actions; ``codec``: each
+frame through WM's codec) and ``through_world_model`` reports held-out accuracy on those frames, which is what
+RL in imagination shows it. With ``--model DIR --world-model WM`` it evaluates a trained model on them.
 """
 
 from __future__ import annotations
@@ -54,9 +59,8 @@ def main() -> None:
     parser.add_argument("--model", help="evaluate this trained reward model instead of training one")
     parser.add_argument("--workdir", default="~/.cache/wovr/bench/reward_model")
     parser.add_argument("--world-model", metavar="DIR",
-                        help="also train on this world model's view of the episodes (viewed_fraction of each batch; "
-                             "--set world_model_view=codec|imagined) and report held-out accuracy on such frames: "
-                             "how imagination shows them")
+                        help="also train on this world model's view of the episodes (viewed_fraction of each batch, "
+                             "see --view) and report held-out accuracy on such frames: how imagination shows them")
     parser.add_argument("--view", choices=["camera", "codec", "imagined"],
                         help="the world model's view to train with or evaluate on (default: the config's)")
     parser.add_argument("--out", default=str(RESULTS / "reward_model.json"))
@@ -65,6 +69,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     start = time.perf_counter()
+
     def view_of(cfg: RewardTrainConfig):
         if not args.world_model:
             return None

@@ -168,11 +168,11 @@ class RewardTrainer:
                     best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 else:
                     bad += 1
-                viewed = (f", viewed {val['viewed_balanced_accuracy']:.3f}" if "viewed_balanced_accuracy" in val
-                          else "")
+                viewed_note = (f", viewed {val['viewed_balanced_accuracy']:.3f}" if "viewed_balanced_accuracy" in val
+                               else "")
                 log.info("step %d: train bce %.4f; validation bce %.4f, accuracy %.4f, balanced accuracy %.3f%s "
                          "(best bce %.4f, %d/%d)", step, loss.item(), val["bce"], val["accuracy"],
-                         val["balanced_accuracy"], viewed, best, bad, cfg.patience)
+                         val["balanced_accuracy"], viewed_note, best, bad, cfg.patience)
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.save(self.out)
