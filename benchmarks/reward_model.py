@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = "~/.cache/wovr/bench/libero_object_noisy"
@@ -53,6 +54,7 @@ def ensure_dataset(root: Path) -> None:
 def main() -> None:
     from wovr_core.config import add_config_arguments, config_from_args, load_config
     from wovr_core.reward.config import RewardTrainConfig
+    from wovr_core.types import RewardViewKind
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", action="append", default=[], metavar="DIR")
@@ -61,7 +63,7 @@ def main() -> None:
     parser.add_argument("--world-model", metavar="DIR",
                         help="also train on this world model's view of the episodes (viewed_fraction of each batch, "
                              "see --view) and report held-out accuracy on such frames: how imagination shows them")
-    parser.add_argument("--view", choices=["camera", "codec", "imagined"],
+    parser.add_argument("--view", choices=get_args(RewardViewKind),
                         help="the world model's view to train with or evaluate on (default: the config's)")
     parser.add_argument("--out", default=str(RESULTS / "reward_model.json"))
     add_config_arguments(parser, RewardTrainConfig)

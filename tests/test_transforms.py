@@ -22,6 +22,7 @@ from wovr_core.transforms import (
     Unnormalize,
     compose,
     load_norm_stats,
+    resize_images,
     save_norm_stats,
     transform_from_spec,
     transforms_from_specs,
@@ -93,6 +94,13 @@ def test_resize_batches_and_rejects_non_rgb():
     assert out.shape == (2, 3, 24, 32, 3)
     with pytest.raises(ValueError, match="img"):
         ResizeImages(24, 32, keys=("img",))({"img": np.zeros((10, 10), np.uint8)})
+
+
+def test_resize_images_resizes_one_array_as_the_transform_does():
+    batch = RNG.integers(0, 256, (2, 3, 48, 64, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resize_images(batch, 24, 32),
+                                  ResizeImages(24, 32, keys=("img",))({"img": batch})["img"])
+    assert resize_images(batch, 48, 64) is batch  # already that size: untouched, not copied
 
 
 def test_delta_absolute_round_trip():

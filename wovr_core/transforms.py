@@ -262,6 +262,11 @@ class ResizeImages:
         return canvas
 
 
+def resize_images(images: np.ndarray, height: int, width: int, pad: bool = True) -> np.ndarray:
+    """One image array (..., H, W, 3) resized as :class:`ResizeImages` does; returned as is at that size."""
+    return ResizeImages(height, width, keys=("images",), pad=pad)({"images": images})["images"]
+
+
 # ----------------------------------------------------------------------------------------------- actions
 @dataclass(frozen=True)
 class DeltaActions:

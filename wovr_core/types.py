@@ -5,6 +5,7 @@ Plain numpy dataclasses: no torch, no ROS, so the robot side and the trainer agr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,6 +25,13 @@ DUMMY_ACTION = np.array([0, 0, 0, 0, 0, 0, GRIPPER_OPEN], dtype=np.float32)
 
 EpisodeSource = Literal["teleop", "policy", "scripted", "imagined"]
 SuccessLabelSource = Literal["operator", "sim_predicate", "reward_model", "none"]
+
+# How a reward model for imagination meets an episode's frames (wovr_core.world_model.replay): as recorded, each
+# through the world model's codec, or the world model's imagined replay of the recorded actions.
+RewardViewKind = Literal["camera", "codec", "imagined"]
+# (camera -> (T, H, W, 3) uint8, actions (T, 7)) of one episode -> its frames as that view shows them; each frame
+# keeps the label of the recorded frame it stands for.
+EpisodeView = Callable[[dict[str, np.ndarray], np.ndarray], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)

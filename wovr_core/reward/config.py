@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from wovr_core.config import ConfigError
 from wovr_core.data.schema import SUCCESS_COLUMN
+from wovr_core.types import RewardViewKind
 
 
 def _tiny_resnet() -> dict:
@@ -90,7 +91,7 @@ class RewardTrainConfig:
     # wovr_core.world_model.replay): "camera" (camera frames only), "codec" (each frame through the world model's
     # codec), "imagined" (imagined replay of the recorded actions, re-anchored on real frames every
     # ``view_anchor_every`` chunks).
-    world_model_view: Literal["camera", "codec", "imagined"] = "imagined"
+    world_model_view: RewardViewKind = "imagined"
     view_anchor_every: int = 1
     # Share of each batch seen through that view.
     viewed_fraction: float = 0.5

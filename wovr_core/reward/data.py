@@ -13,7 +13,7 @@ that ends well):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import numpy as np
 from wovr_core.data import Episode, EpisodeDataset
 from wovr_core.data.reader import open_datasets as _open_datasets
 from wovr_core.errors import DataError
+from wovr_core.types import EpisodeView
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,6 @@ def split_episodes(datasets: Sequence[EpisodeDataset], fraction: float, seed: in
         raise DataError(f"need labelled episodes both to train on and to hold out; got {len(kept)} and {len(held)} "
                         f"held-out (collect more episodes or change the fractions)")
     return sorted(kept), sorted(held)
-
-
-# (camera -> (T, H, W, 3) uint8, actions (T, 7)) of one episode -> its frames as the reward model will meet
-# them, e.g. as the world model imagines them (wovr_core.world_model.replay); each keeps its frame's label.
-EpisodeView = Callable[[dict[str, np.ndarray], np.ndarray], dict[str, np.ndarray]]
 
 
 @dataclass

@@ -21,6 +21,7 @@ from torch import nn
 from wovr_core.config import ConfigError, load_config, save_config
 from wovr_core.errors import DataError
 from wovr_core.reward.config import RewardModelConfig
+from wovr_core.transforms import resize_images
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -84,11 +85,7 @@ class SuccessClassifier(nn.Module):
             x = np.asarray(frames[cam])
             if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8:
                 raise ValueError(f"frames[{cam!r}] must be (N, H, W, 3) uint8, got {x.shape} {x.dtype}")
-            if x.shape[1:3] != (size, size):
-                from wovr_core.transforms import ResizeImages
-
-                x = ResizeImages(size, size, keys=("x",))({"x": x})["x"]
-            views.append(torch.as_tensor(x))
+            views.append(torch.as_tensor(resize_images(x, size, size)))
         image = torch.cat(views, dim=2).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         return image.to(self.device)
 

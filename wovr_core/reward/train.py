@@ -26,7 +26,6 @@ from wovr_core.errors import DataError
 from wovr_core.reward.config import RewardTrainConfig
 from wovr_core.reward.data import (
     EpisodeKey,
-    EpisodeView,
     FrameBank,
     build_frame_bank,
     frame_labels,
@@ -36,6 +35,7 @@ from wovr_core.reward.data import (
 )
 from wovr_core.reward.metrics import binary_metrics, calibration_curve, episode_metrics, json_ready
 from wovr_core.reward.model import SuccessClassifier
+from wovr_core.types import EpisodeView
 
 log = logging.getLogger(__name__)
 

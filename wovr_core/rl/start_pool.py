@@ -14,14 +14,12 @@ from wovr_core.rl.config import RLConfig
 from wovr_core.rl.keyframes import KeyframeSampler, load_starts, mine_keyframes, operator_keyframes
 from wovr_core.rl.protocols import SuccessScorer
 from wovr_core.rl.starts import Start
+from wovr_core.transforms import resize_images
 
 
 def resize_start(start: Start, size: int) -> Start:
     """A start with its frames resized to the world model's square image size."""
-    from wovr_core.transforms import ResizeImages
-
-    frames = {c: x if x.shape[1:3] == (size, size) else ResizeImages(size, size, keys=("x",))({"x": x})["x"]
-              for c, x in start.frames.items()}
+    frames = {c: resize_images(x, size, size) for c, x in start.frames.items()}
     return dataclasses.replace(start, frames=frames)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from wovr_core.data import EpisodeDataset
 from wovr_core.data.reader import open_datasets as _open_datasets
 from wovr_core.errors import DataError
+from wovr_core.transforms import resize_images
 from wovr_core.types import DUMMY_ACTION
 
 log = logging.getLogger(__name__)
@@ -157,11 +158,7 @@ def load_episode(datasets: Sequence[EpisodeDataset], key: EpisodeKey, cameras: S
     frames = {}
     for cam in cameras:
         f = ep.frames(cam)
-        if image_size is not None and f.shape[1:3] != (image_size, image_size):
-            from wovr_core.transforms import ResizeImages
-
-            f = ResizeImages(image_size, image_size, keys=("x",))({"x": f})["x"]
-        frames[cam] = f
+        frames[cam] = f if image_size is None else resize_images(f, image_size, image_size)
     return LoadedEpisode(key, frames, np.asarray(ep.actions, np.float32), np.asarray(ep.states, np.float32),
                          ep.task, ep.meta.success)
 

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from wovr_core.config import ConfigError, load_config, save_config
 from wovr_core.errors import DataError
-from wovr_core.transforms import Normalize, NormStats, load_norm_stats, save_norm_stats
+from wovr_core.transforms import Normalize, NormStats, load_norm_stats, resize_images, save_norm_stats
 from wovr_core.types import ACTION_DIM, DUMMY_ACTION
 from wovr_core.world_model.checkpoint import load_pretrained
 from wovr_core.world_model.codec import Codec, build_codec, load_codec
@@ -214,23 +214,19 @@ class WorldModel(nn.Module):
         """camera -> (N, H, W, 3) uint8 frames as imagination renders them (e.g. to train a reward model that
         reads imagined frames): resized to the model's image size, encoded and decoded one by one, resized back
         to (H, W). Needs a frame-wise codec."""
-        from wovr_core.transforms import ResizeImages
-
         if self.codec.temporal_factor != 1:
             raise ValueError("through_codec needs a frame-wise codec; a causal video codec decodes clips")
-        def resize(images: np.ndarray, height: int, width: int) -> np.ndarray:  # a no-op at that size already
-            return ResizeImages(height, width, keys=("x",))({"x": images})["x"]
-
         size = self.config.image_size
         frames = {c: np.asarray(frames[c]) for c in self.config.cameras}
         shapes = {c: v.shape[1:3] for c, v in frames.items()}
-        frames = {c: resize(v, size, size) for c, v in frames.items()}
+        frames = {c: resize_images(v, size, size) for c, v in frames.items()}
         n = len(next(iter(frames.values())))
         parts = []
         for lo in range(0, n, batch):
             video = self.to_video({c: v[lo:lo + batch, None] for c, v in frames.items()})
             parts.append(self.to_frames(self.codec.decode(self.codec.encode(video))))
-        return {c: resize(np.concatenate([part[c][:, 0] for part in parts]), *shapes[c]) for c in self.config.cameras}
+        return {c: resize_images(np.concatenate([part[c][:, 0] for part in parts]), *shapes[c])
+                for c in self.config.cameras}
 
     # ---- imagination ------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -14,26 +14,17 @@ the label of the real frame it stands for.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
 import numpy as np
 
-from wovr_core.transforms import ResizeImages
-from wovr_core.types import DUMMY_ACTION
+from wovr_core.transforms import resize_images
+from wovr_core.types import DUMMY_ACTION, EpisodeView, RewardViewKind
 from wovr_core.world_model.model import WorldModel, codec_is_frame_wise
 
 Frames = dict[str, np.ndarray]
-# (camera -> (T, H, W, 3) uint8, actions (T, 7)) of one episode -> camera -> (T, H, W, 3) as the view sees them
-EpisodeView = Callable[[Frames, np.ndarray], Frames]
-ViewKind = Literal["camera", "codec", "imagined"]
-VIEW_KINDS: tuple[str, ...] = get_args(ViewKind)
-
-
-def _resize(images: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A no-op for images already at that size."""
-    return ResizeImages(height, width, keys=("x",))({"x": np.asarray(images)})["x"]
+VIEW_KINDS: tuple[str, ...] = get_args(RewardViewKind)
 
 
 def imagined_replay(model: WorldModel, frames: Frames, actions: np.ndarray, anchor_every: int = 1,
@@ -50,7 +41,7 @@ def imagined_replay(model: WorldModel, frames: Frames, actions: np.ndarray, anch
     if any(len(frames[c]) != length for c in cfg.cameras):
         raise ValueError(f"every camera needs one frame per action ({length}); got "
                          f"{ {c: len(frames[c]) for c in cfg.cameras} }")
-    real = {c: _resize(frames[c], cfg.image_size, cfg.image_size) for c in cfg.cameras}
+    real = {c: resize_images(frames[c], cfg.image_size, cfg.image_size) for c in cfg.cameras}
     out = {c: v.copy() for c, v in real.items()}
     span = anchor_every * cfg.chunk_frames
     anchors = list(range(0, length - 1, span))
@@ -72,7 +63,7 @@ def imagined_replay(model: WorldModel, frames: Frames, actions: np.ndarray, anch
             for a, clip in zip(group, video, strict=True):
                 n = min(span, length - 1 - a)
                 out[c][a + 1:a + 1 + n] = clip[:n]
-    return {c: _resize(v, *shapes[c]) for c, v in out.items()}
+    return {c: resize_images(v, *shapes[c]) for c, v in out.items()}
 
 
 def _context(frames: Frames, actions: np.ndarray, anchor: int, memory: int) -> tuple[Frames, np.ndarray]:
@@ -84,7 +75,7 @@ def _context(frames: Frames, actions: np.ndarray, anchor: int, memory: int) -> t
     return {c: v[index] for c, v in frames.items()}, context_actions
 
 
-def reward_view(directory: str | Path, kind: ViewKind, anchor_every: int = 1) -> EpisodeView | None:
+def reward_view(directory: str | Path, kind: RewardViewKind, anchor_every: int = 1) -> EpisodeView | None:
     """The view a reward model for the world model saved in ``directory`` trains with: None for ``camera``
     (camera frames only), and for ``codec`` when the codec decodes whole clips (a Wan VAE, near lossless)."""
     if kind not in VIEW_KINDS:
