@@ -13,9 +13,11 @@ models, so this isolates what RL in imagination does with them:
   of each batch the world model's imagined replay);
 * starts and keyframes: the demos and the base-policy rollouts.
 
-Real trajectories behind the models: the demos and the 40 rollouts; none are added (no PACE: see
-benchmarks/libero_wovr.py for the whole method). Stage-cached in ``--workspace`` (the RL run resumes).
-Writes benchmarks/results/imagination_rl.json.
+Real trajectories behind the models: the demos and the 40 rollouts; none are added during RL. With ``--pace``
+the trained policy then goes through the rest of PACE (``wovr rl --pace``, stage 1 being the RL run above): new
+twin rollouts of it on init states 20.. (never the evaluation's), the world and reward models fine-tuned on old +
+new episodes, GRPO again from the stage-1 policy, and a twin evaluation of the result. Stage-cached in
+``--workspace`` (the RL runs resume). Writes benchmarks/results/imagination_rl.json (``--out``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCH = Path("~/.cache/wovr/bench").expanduser()
 BASE = BENCH / "base_policy/libero_object-n3-s0"
+# PACE around the RL run (--pace): 4 new twin rollouts per task on init states 20-23 (the base rollouts used 10-13,
+# the evaluation uses 0-9), a short fine-tune of the world model at a lower learning rate, the reward model
+# retrained as benchmarks/reward_model.py trains it, then as many GRPO updates again.
+PACE = ["pace.rollouts_per_task=4", "pace.first_init_state=20", "pace.world_model.threads=1",
+        "pace.world_model.max_steps=3000", "pace.world_model.val_every=500", "pace.world_model.checkpoint_every=500",
+        "pace.world_model.lr=1e-4", "pace.world_model.warmup_steps=100", "pace.world_model.batch_size=8",
+        "pace.world_model.val_rollout_frames=32", "pace.reward.threads=1", "pace.reward.patience=5"]
 
 
 def _twin_eval(checkpoint: Path, out: Path, workers: int) -> dict:
@@ -41,6 +50,24 @@ def _twin_eval(checkpoint: Path, out: Path, workers: int) -> dict:
                                                          videos=2, threads=1), out, progress=True)
     print(format_table(results))
     return _summary(results)
+
+
+def _pace(cfg, args: argparse.Namespace, data: list[str], root: Path) -> dict:
+    """The rest of PACE, its stage 1 being the RL stage above (same inputs, same config): linked, not rerun."""
+    from wovr_core.rl.pace import run_pace
+
+    stage1 = root / "pace" / "stage1"
+    stage1.mkdir(parents=True, exist_ok=True)
+    if not (stage1 / "run").exists():
+        (stage1 / "run").symlink_to(root / "rl", target_is_directory=True)
+    result = run_pace(cfg, args.policy, args.world_model, args.reward_model, data, root / "pace")
+    stages = result["stages"]
+    rows = (Path(stages["stage2"]["policy"]).parent / "updates.jsonl").read_text().splitlines()
+    return {"policy": result["policy"], "real_trajectories": result["real_trajectories"],
+            "stage_minutes": {k: round(v["seconds"] / 60, 1) for k, v in stages.items()},
+            "rollouts": {k: stages["rollouts"][k] for k in ("episodes", "successes", "success_rate")},
+            "world_model": stages["world_model"]["best"], "reward": stages["reward"]["report"],
+            "imagined_success_per_update": [json.loads(r)["rollout/success_rate"] for r in rows]}
 
 
 def _summary(results: dict) -> dict:
@@ -61,6 +88,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="twin processes of the evaluation")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="RLRunConfig override, e.g. --set rl.keyframes.kir_share=0")
+    parser.add_argument("--pace", action="store_true",
+                        help="then the rest of PACE from the trained policy, and its twin evaluation")
     parser.add_argument("--workspace", default=str(BENCH / "imagination_rl"))
     parser.add_argument("--out", default=str(RESULTS / "imagination_rl.json"))
     args = parser.parse_args()
@@ -75,12 +104,16 @@ def main() -> None:
     from wovr_core.rl.run_config import RLRunConfig
 
     data = args.data or [str(BENCH / "libero_object_noisy"), str(BENCH / "base_rollouts_v2/dataset")]
+    # pace.* settings do not change the RL run, so a PACE run reuses the RL stage of one without
+    rl_overrides = [o for o in args.overrides if not o.startswith("pace.")]
     inputs = {"policy": args.policy, "world_model": args.world_model, "reward_model": args.reward_model,
-              "data": data, "updates": args.updates, "overrides": args.overrides}
+              "data": data, "updates": args.updates, "overrides": rl_overrides}
     ws = StageCache(Path(args.workspace).expanduser())
     if ws.stages.get("rl", {}).get("inputs", inputs) != inputs:  # other inputs: a fresh run, never a stale one
         raise SystemExit(f"{ws.root} holds a run with other inputs; pass another --workspace")
-    cfg = make_config(RLRunConfig, "tiny", [f"rl.updates={args.updates}", "threads=1", *args.overrides])
+    cfg = make_config(RLRunConfig, "tiny", [f"rl.updates={args.updates}", "threads=1", *PACE,
+                                            f"pace.stage1_updates={args.updates}", f"pace.stage2_updates={args.updates}",
+                                            *args.overrides])
 
     def rl():
         summary = run_imagination_rl(cfg, args.policy, args.world_model, args.reward_model, data, ws.root / "rl")
@@ -93,6 +126,9 @@ def main() -> None:
         episodes = {d: len(stack.enter_context(EpisodeDataset(d))) for d in data}
     after = ws.run("eval", lambda: _twin_eval(Path(trained["policy"]), ws.root / "eval", args.workers))
     before = _summary(json.loads(Path(args.base_results).read_text()))
+    pace = ws.run("pace", lambda: _pace(cfg, args, data, ws.root)) if args.pace else None
+    after_pace = (ws.run("pace_eval", lambda: _twin_eval(Path(pace["policy"]), ws.root / "pace_eval", args.workers))
+                  if pace else None)
     result = {
         "what": "libero_object twin success (LIBERO's predicate, init states 0-9 of every task) of the base policy "
                 "and of the same policy after GRPO in imagination only",
@@ -108,6 +144,17 @@ def main() -> None:
                    "hardware": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                 "gpu": None}},
     }
+    if pace:
+        result["after_pace"] = after_pace["success"]
+        result["gain_points_pace"] = round(100 * (after_pace["success"] - before["success"]), 1)
+        for t, s in after_pace["per_task"].items():
+            result["per_task"].setdefault(t, {})["after_pace"] = s
+        result["pace"] = {k: pace[k] for k in ("stage_minutes", "rollouts", "world_model", "reward",
+                                              "imagined_success_per_update")}
+        result["budget"]["real_trajectories"]["pace_rollouts"] = pace["real_trajectories"]
+        result["budget"]["wall_minutes"].update(pace=round(pace["minutes"], 1),
+                                                pace_eval=round(after_pace["minutes"], 1))
+        print(f"after PACE: twin success {after_pace['success']:.3f} ({result['gain_points_pace']:+.1f} points)")
     out = Path(args.out)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"twin success {before['success']:.3f} -> {after['success']:.3f} after {args.updates} GRPO updates in "

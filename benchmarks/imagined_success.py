@@ -68,10 +68,9 @@ def main() -> None:
     from wovr_core.data import EpisodeDataset
     from wovr_core.policy.vla_policy import load_vla_policy
     from wovr_core.reward import SuccessClassifier
-    from wovr_core.rl import VLATokenPolicy, WorldModelEnv, collect_rollouts
+    from wovr_core.rl import VLATokenPolicy, WorldModelEnv, collect_rollouts, pearson_r
     from wovr_core.rl.config import RLConfig
-    from wovr_core.rl.start_pool import resize_start
-    from wovr_core.rl.starts import start_from_dataset
+    from wovr_core.rl.starts import starts_per_task
     from wovr_core.world_model import WorldModel
 
     torch.set_num_threads(1)
@@ -86,18 +85,9 @@ def main() -> None:
     real = json.loads(Path(args.real_results).read_text())
     real_by_task = {t["task"]: t["success_rate"] for t in real["tasks"]}
 
-    cameras = list(world.config.cameras)
-    per_task: dict[str, list] = defaultdict(list)
     with EpisodeDataset(args.starts) as dataset:
-        for index in range(len(dataset)):
-            meta = dataset.meta(index)
-            wanted = {"any": True, "success": meta.success is True, "failure": meta.success is False}[args.outcome]
-            if not wanted or len(per_task[meta.task]) >= args.starts_per_task:
-                continue
-            frame = 0 if args.frames_before_end is None else max(0, meta.length - 1 - args.frames_before_end)
-            per_task[meta.task].append(resize_start(start_from_dataset(dataset, index, frame, cameras=cameras),
-                                                    world.config.image_size))
-    starts = [s for task in sorted(per_task) for s in per_task[task]]
+        starts = starts_per_task(dataset, args.starts_per_task, list(world.config.cameras), world.config.image_size,
+                                 args.frames_before_end, {"any": None, "success": True, "failure": False}[args.outcome])
     generator = torch.Generator().manual_seed(args.seed)
     token_policy = VLATokenPolicy(policy)
     imagined: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -118,9 +108,7 @@ def main() -> None:
     tasks = sorted(imagined)
     rows = [{"task": t, "imagined_success": imagined[t][0] / imagined[t][1], "imagined_rollouts": imagined[t][1],
              "max_success_prob": max_prob[t], "real_success": real_by_task.get(t)} for t in tasks]
-    paired = [(r["imagined_success"], r["real_success"]) for r in rows if r["real_success"] is not None]
-    x, y = np.array(paired, float).T if paired else (np.array([]), np.array([]))
-    pearson = float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 else None
+    pearson = pearson_r((r["imagined_success"], r["real_success"]) for r in rows if r["real_success"] is not None)
     result = {
         "what": "a policy's success imagined in the world model (reward model p >= 0.9) vs in the twin (LIBERO's "
                 "predicate), per task",

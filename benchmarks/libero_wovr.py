@@ -113,21 +113,14 @@ def _imagined(args, world_model: str, reward_model: str, starts_dataset: Path, p
     from wovr_core.reward import SuccessClassifier
     from wovr_core.rl import VLATokenPolicy, WorldModelEnv, imagined_success
     from wovr_core.rl.config import RLConfig
-    from wovr_core.rl.start_pool import resize_start
-    from wovr_core.rl.starts import start_from_dataset
+    from wovr_core.rl.starts import starts_per_task
     from wovr_core.world_model import WorldModel
 
     world = WorldModel.load(world_model).prepare_for_inference()
     env = WorldModelEnv(world, SuccessClassifier.load(reward_model), make_config(RLConfig, "tiny").env)
-    cameras = list(world.config.cameras)
-    starts, per_task = [], {}
     with EpisodeDataset(starts_dataset) as dataset:
-        for index in range(len(dataset)):
-            task = dataset.meta(index).task
-            if per_task.setdefault(task, 0) < IMAGINED_STARTS_PER_TASK:
-                per_task[task] += 1
-                starts.append(resize_start(start_from_dataset(dataset, index, 0, cameras=cameras),
-                                           world.config.image_size))
+        starts = starts_per_task(dataset, IMAGINED_STARTS_PER_TASK, list(world.config.cameras),
+                                 world.config.image_size)
     vla = load_vla_policy(policy, seed=args.seed)
     counts = imagined_success(env, VLATokenPolicy(vla), starts, IMAGINED_ROLLOUTS_PER_START, IMAGINED_TEMPERATURE,
                               args.seed)
@@ -135,18 +128,6 @@ def _imagined(args, world_model: str, reward_model: str, starts_dataset: Path, p
     rates = [s / n for s, n in counts.values()]
     return {"average_success": sum(rates) / len(rates), "rollouts": sum(n for _, n in counts.values()),
             "tasks": {task: {"successes": s, "rollouts": n} for task, (s, n) in sorted(counts.items())}}
-
-
-def pearson_r(pairs: list[tuple[float, float]]) -> float | None:
-    """Pearson correlation of (imagined, real) success; None with fewer than 3 pairs or no spread in either."""
-    import numpy as np
-
-    if len(pairs) < 3:
-        return None
-    x, y = np.asarray(pairs, dtype=float).T
-    if x.std() == 0 or y.std() == 0:
-        return None
-    return float(np.corrcoef(x, y)[0, 1])
 
 
 def _write_results(path: Path, suite: str, entry: dict[str, Any]) -> None:
@@ -185,6 +166,7 @@ def main() -> None:
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
     from wovr_core.pipeline.stage_cache import StageCache
+    from wovr_core.rl.reliability import pearson_r
     from wovr_core.sim.suites import task_names
 
     sizes = SMOKE if args.smoke else FULL

@@ -14,7 +14,9 @@ only raises ``--train-set max_steps=`` (or another setting train-wm lets a resum
 3. ``world_model``: ``wovr train-wm`` on both (``TRAIN_SETTINGS`` plus ``--train-set`` overrides).
 
 Then open-loop replay of each held-out episode's real actions from its first frame (see ``wovr eval-wm``): the
-model never sees another real frame. Videos, the full-size frame grid and the report go to the workspace; the
+model never sees another real frame. With a reward model, each labelled episode is also imagined whole and its
+imagined outcome compared with the recorded one. ``--data DIR`` evaluates those episodes instead of the run's
+held-out split (e.g. rollouts of another policy, which the model never saw). Videos, the full-size frame grid and the report go to the workspace; the
 summary goes to benchmarks/results/world_model_fidelity.json and a small grid of two episodes (per camera,
 every 16th frame: real row above imagined row) to benchmarks/results/world_model_fidelity.png.
 """
@@ -112,6 +114,9 @@ def main() -> None:
     parser.add_argument("--run", default=None,
                         help="evaluate this train-wm run directory (held-out episodes from its split) instead of "
                              "preparing and training the benchmark's own run")
+    parser.add_argument("--data", action="append", default=[], metavar="DIR",
+                        help="evaluate every episode of these datasets (episodes the model never saw, e.g. another "
+                             "policy's rollouts) instead of the run's held-out episodes")
     parser.add_argument("--workspace", default="~/.cache/wovr/bench/wm_bench",
                         help="stage cache of the benchmark's own run (base rollouts, train-wm run)")
     parser.add_argument("--base-policy", default=BASE_POLICY, help="libero_object base policy checkpoint")
@@ -153,13 +158,20 @@ def main() -> None:
         parser.error(f"{run}: no split.json (pass a train-wm run directory)")
     split = json.loads(split_path.read_text())
     model = WorldModel.load(model_dir).prepare_for_inference()
-    datasets = open_datasets(split["datasets"], model.config.cameras)
+    if args.data:
+        datasets = open_datasets(args.data, model.config.cameras)
+        keys = [(d, ep.episode_index) for d, ds in enumerate(datasets) for ep in ds.episodes]
+    else:
+        datasets = open_datasets(split["datasets"], model.config.cameras)
+        keys = [tuple(k) for k in split["val"]]
     reward_dir = Path(args.reward_model).expanduser()
     scorer = load_scorer("reward_model", reward_dir) if (reward_dir / "config.json").exists() else None
     workdir = Path(args.workdir).expanduser()
     start = time.perf_counter()
-    report = evaluate_world_model(model, datasets, [tuple(k) for k in split["val"]], cfg, workdir, scorer,
-                                  [tuple(k) for k in split["train"]])
+    # The controllability probe is fitted on the run's training episodes; with --data, on the evaluated ones
+    # (as wovr eval-wm --data does).
+    probe_keys = [] if args.data else [tuple(k) for k in split["train"]]
+    report = evaluate_world_model(model, datasets, keys, cfg, workdir, scorer, probe_keys)
     manifest = json.loads((model_dir / "manifest.json").read_text()) if (model_dir / "manifest.json").exists() else {}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -177,16 +189,19 @@ def main() -> None:
         "what": "open-loop replay of held-out episodes' real actions from their first frame (PSNR dB, SSIM: mean "
                 "over the first h imagined frames)",
         "command": "python benchmarks/world_model_fidelity.py" + (f" --run {args.run}" if args.run else "")
+                   + "".join(f" --data {d}" for d in args.data)
                    + "".join(f" --train-set {o}" for o in ([] if args.run else args.train_set))
                    + "".join(f" --set {o}" for o in args.overrides),
         "run": run,
         "model": str(model_dir), "model_stage": manifest.get("stage"), "model_step": manifest.get("step"),
-        "model_validation": manifest.get("metrics"), "datasets": split["datasets"],
+        "model_validation": manifest.get("metrics"),
+        "datasets": args.data or split["datasets"], "evaluated": "--data episodes" if args.data else "held-out split",
         "training_minutes": None if trained is None else round(trained["minutes"] + trained.get("earlier_minutes", 0.0), 1),
         "held_out_episodes": len(report["episodes"]),
         "psnr": report["psnr"], "ssim": report["ssim"],
         "psnr_baselines": report["psnr_baselines"], "psnr_baselines_note": report["psnr_baselines_note"],
         "reward_agreement": report.get("reward_agreement"),
+        "episode_outcomes": report.get("outcomes"),
         "reward_model": str(reward_dir) if scorer is not None else None,
         "controllability": {k: v for k, v in control.items() if k != "per_command"},
         "controllability_per_command": control.get("per_command"),
@@ -204,6 +219,8 @@ def main() -> None:
               f"{base['hold'][h]['mean']:.2f}), SSIM {report['ssim'][h]['mean']:.3f} ({m['episodes']} episodes)")
     if report.get("reward_agreement"):
         print("reward agreement:", json.dumps(report["reward_agreement"]))
+    if report.get("outcomes"):
+        print("whole episodes imagined:", json.dumps(report["outcomes"]))
     if control:
         print(f"controllability: direction accuracy {control['direction_accuracy']:.2f}, "
               f"axis selectivity {control['axis_selectivity']:.2f}, gripper {control['gripper_close_accuracy']:.2f}")

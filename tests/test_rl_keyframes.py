@@ -24,6 +24,7 @@ from wovr_core.rl.keyframes import (
     operator_keyframes,
     stall_onset,
 )
+from wovr_core.rl.starts import starts_per_task
 from wovr_core.types import DUMMY_ACTION
 
 RIGHT = TASKS[0]
@@ -109,6 +110,31 @@ def test_operator_and_mined_keyframes_from_a_recorded_dataset(tmp_path):
         assert np.abs(start.frames[CAMERA].astype(int) - frames[CAMERA][[0, 8, 9, 10, 11]]).mean() < 6  # H.264
         np.testing.assert_allclose(start.actions, np.concatenate([DUMMY_ACTION[None], actions[8:12]]), atol=1e-6)
         assert load_starts(ds, [StartPoint(0, 0)])[0].context_length == 1
+
+
+def test_starts_per_task_pick_episodes_by_task_and_outcome_in_index_order(tmp_path):
+    left = TASKS[1]
+    episodes = [(RIGHT, True), (left, False), (RIGHT, False), (RIGHT, True), (left, True)]
+    with EpisodeWriter(tmp_path, fps=10, cameras={CAMERA: (16, 16)},
+                       config=WriterConfig(durable=False, update_stats_on_close=False)) as writer:
+        for index, (task, success) in enumerate(episodes):
+            frames, actions = dot_episode(_line(0.1 + 0.1 * index, 0.5, 12))
+            writer.start_episode(task, source="policy", success=success, success_source="sim_predicate")
+            for t in range(12):
+                writer.add_frame({CAMERA: frames[CAMERA][t]}, np.zeros(8, np.float32), None if t == 0 else actions[t])
+            writer.end_episode()
+    with EpisodeDataset(tmp_path) as ds:
+        firsts = starts_per_task(ds, 2, [CAMERA], image_size=32)
+        # Sorted by task, each task's first episodes in index order, from their first frame, resized.
+        assert [(s.task, s.episode_index, s.frame_index) for s in firsts] == [
+            (left, 1, 0), (left, 4, 0), (RIGHT, 0, 0), (RIGHT, 2, 0)]
+        assert all(s.frames[CAMERA].shape == (1, 32, 32, 3) for s in firsts)
+        ends = starts_per_task(ds, 1, [CAMERA], image_size=16, frames_before_end=3, success=True)
+        assert [(s.task, s.episode_index, s.frame_index, s.context_length) for s in ends] == [
+            (left, 4, 8, 5), (RIGHT, 0, 8, 5)]
+        assert [s.episode_index for s in starts_per_task(ds, 5, [CAMERA], 16, success=False)] == [1, 2]
+        with pytest.raises(ValueError, match="per_task"):
+            starts_per_task(ds, 0, [CAMERA], 16)
 
 
 def test_the_sampler_keeps_the_kir_share_and_the_source_weights():

@@ -159,6 +159,17 @@ def test_imagined_success_counts_each_tasks_rollouts():
     assert counts == {TASKS[0]: (12, 12), TASKS[1]: (0, 12)}
 
 
+def test_pearson_r_of_imagined_and_real_success():
+    from wovr_core.rl.reliability import pearson_r
+
+    assert pearson_r([(0.1, 0.2), (0.5, 0.6), (0.9, 1.0)]) == pytest.approx(1.0)
+    assert pearson_r([(1.0, 0.27), (0.8, 0.51), (0.6, 0.6)]) < -0.9  # a world model that rewards exploitation
+    assert pearson_r([(0.1, 0.2), (0.5, 0.6)]) is None  # too few pairs
+    assert pearson_r([(1.0, 0.2), (1.0, 0.6), (1.0, 0.4)]) is None  # imagination cannot tell them apart
+    with pytest.raises(ValueError, match="NaN"):
+        pearson_r([(0.1, 0.2), (np.nan, 0.6), (0.9, 1.0)])
+
+
 def test_the_update_trains_on_steps_after_a_success_only_without_post_success_masking():
     policy = TaskTablePolicy()
     with torch.no_grad():  # mostly right-moves: success (p >= 0.5) about a chunk before termination (p >= 0.9)

@@ -17,7 +17,7 @@ from wovr_core.reward.model import SuccessClassifier
 from wovr_core.world_model.config import WorldModelEvalConfig
 from wovr_core.world_model.data import load_episode, open_datasets
 from wovr_core.world_model.eval_cli import COMMAND
-from wovr_core.world_model.evaluate import evaluate_world_model
+from wovr_core.world_model.evaluate import episode_outcomes, evaluate_world_model
 from wovr_core.world_model.metrics import horizon_means, psnr, ssim
 from wovr_core.world_model.model import WorldModel
 from wovr_core.world_model.train import train_world_model
@@ -68,6 +68,7 @@ def test_open_loop_report_covers_horizons_reward_agreement_and_controllability(t
                              for c in model.config.cameras]))
     assert baselines["hold"]["8"]["mean"] == pytest.approx(np.mean(held), rel=1e-5)
     assert set(report["reward_agreement"]) >= {"mean_abs_prob_diff", "label_agreement"}
+    assert report["outcomes"]["episodes"] == len(report["episodes"]) and report["outcomes"]["threshold"] == 0.5
     control = report["controllability"]
     # The synthetic scene moves in x and y only: z cannot be checked and is left out, not counted wrong.
     assert 0 <= control["direction_accuracy"] <= 1 and set(control["per_command"]) == {"+x", "-x", "+y", "-y"}
@@ -75,6 +76,38 @@ def test_open_loop_report_covers_horizons_reward_agreement_and_controllability(t
     assert report["lpips"] is None and "not computed" in report["lpips_fvd_note"]
     assert (tmp_path / "eval" / "report.json").exists() and (tmp_path / "eval" / "grid.png").exists()
     assert list((tmp_path / "eval" / "videos").glob("episode-*.mp4"))
+
+
+def test_whole_episode_outcomes_separate_reward_errors_from_world_model_errors(run):
+    model = WorldModel.load(run / "model").prepare_for_inference()
+    split = json.loads((run / "split.json").read_text())
+    datasets = open_datasets(split["datasets"], model.config.cameras)
+    episodes = [load_episode(datasets, (0, i), model.config.cameras, model.config.image_size) for i in range(3)]
+    assert [e.success for e in episodes] == [True, False, True]
+    scored = []
+
+    def marker(frames, task):  # the synthetic scene's success marker: a green square in the corner
+        scored.append(frames)
+        patch = frames["agentview"][:, 1:9, 1:9].astype(np.float64)
+        return np.clip((patch[..., 1] - patch[..., 0]).mean(axis=(1, 2)) / 150, 0, 1)
+
+    out = episode_outcomes(model, episodes, marker, threshold=0.5)
+    assert out["episodes"] == 3 and out["successes"] == 2
+    # On the recorded frames the scorer is right; the 2-step model draws no marker.
+    assert out["real_frames_success_given_success"] == 1.0 and out["real_frames_success_given_failure"] == 0.0
+    assert out["imagined_success_given_success"] == 0.0 and out["agreement"] == pytest.approx(1 / 3)
+    # Scored per episode: first the imagined frames after o_0 (not the recorded ones), then the recorded ones.
+    imagined, real = scored[0]["agentview"], scored[1]["agentview"]
+    assert len(imagined) == len(episodes[0]) - 1 and np.array_equal(real, episodes[0].frames["agentview"][1:])
+    assert not np.array_equal(imagined, real)
+
+    def always(frames, task):
+        return np.ones(len(frames["agentview"]))
+
+    everything = episode_outcomes(model, episodes, always, threshold=0.5)
+    assert everything["imagined_success_given_failure"] == 1.0 and everything["agreement"] == pytest.approx(2 / 3)
+    only_failures = episode_outcomes(model, episodes[1:2], always, threshold=0.5)
+    assert only_failures["imagined_success_given_success"] is None  # no successes to condition on
 
 
 def test_the_cli_uses_the_runs_held_out_episodes_and_a_saved_reward_model(tmp_path, run, capsys):

@@ -29,7 +29,7 @@ from wovr_core.pipeline.stages import (
     StageResult,
 )
 from wovr_core.pipeline.strips import write_strip
-from wovr_core.pipeline.training import _device, _require, resize_start
+from wovr_core.pipeline.training import _device, _require
 
 START_BATCH = 8  # starts imagined together (x rollouts_per_start rollouts)
 
@@ -96,7 +96,7 @@ def evaluate_stage(ctx: StageContext) -> StageResult:
         from wovr_core.policy.vla_policy import load_vla_policy
         from wovr_core.reward import SuccessClassifier
         from wovr_core.rl import VLATokenPolicy, WorldModelEnv
-        from wovr_core.rl.starts import start_from_dataset
+        from wovr_core.rl.starts import resize_start, start_from_dataset
         from wovr_core.world_model import WorldModel
     except ImportError as e:
         raise _require("imagined evaluation", e) from e

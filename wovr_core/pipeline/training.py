@@ -81,13 +81,6 @@ def refresh_reward_model(ctx: StageContext) -> StageResult:
 
 
 # ---- RL in imagination ------------------------------------------------------------------------------------------
-def resize_start(start, size: int):
-    """See :func:`wovr_core.rl.start_pool.resize_start` (imported when called: this module loads without torch)."""
-    from wovr_core.rl.start_pool import resize_start as resize
-
-    return resize(start, size)
-
-
 def _device(ctx: StageContext) -> str:
     import torch
 

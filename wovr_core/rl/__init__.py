@@ -15,12 +15,12 @@ _EXPORTS = {
     "TrainerConfig": "config",
     "ImaginationModel": "protocols", "SuccessScorer": "protocols", "TokenPolicy": "protocols",
     "Observations": "protocols", "PolicySample": "protocols",
-    "Start": "starts", "start_from_dataset": "starts",
+    "Start": "starts", "start_from_dataset": "starts", "starts_per_task": "starts", "resize_start": "starts",
     "WorldModelEnv": "env", "Trajectories": "env",
     "StartPoint": "keyframes", "KeyframeSampler": "keyframes", "mine_keyframes": "keyframes",
     "operator_keyframes": "keyframes", "load_starts": "keyframes",
     "RolloutBatch": "rollout", "collect_rollouts": "rollout", "imagined_success": "rollout",
-    "GRPOTrainer": "trainer", "VLATokenPolicy": "vla_adapter",
+    "GRPOTrainer": "trainer", "VLATokenPolicy": "vla_adapter", "pearson_r": "reliability",
     "ImaginationError": "errors", "PolicyError": "errors",
 }
 
@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from .errors import ImaginationError, PolicyError
     from .keyframes import KeyframeSampler, StartPoint, load_starts, mine_keyframes, operator_keyframes
     from .protocols import ImaginationModel, Observations, PolicySample, SuccessScorer, TokenPolicy
+    from .reliability import pearson_r
     from .rollout import RolloutBatch, collect_rollouts, imagined_success
-    from .starts import Start, start_from_dataset
+    from .starts import Start, resize_start, start_from_dataset, starts_per_task
     from .trainer import GRPOTrainer
     from .vla_adapter import VLATokenPolicy
 
@@ -44,5 +45,5 @@ __all__ = [
     "KeyframeSampler", "Observations", "PolicySample", "PolicyError", "RLConfig", "RolloutBatch",
     "Start", "StartPoint", "SuccessScorer", "TokenPolicy", "TrainerConfig", "Trajectories", "VLATokenPolicy",
     "WorldModelEnv", "collect_rollouts", "imagined_success", "load_starts", "mine_keyframes", "operator_keyframes",
-    "start_from_dataset",
+    "pearson_r", "resize_start", "start_from_dataset", "starts_per_task",
 ]

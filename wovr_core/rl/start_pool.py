@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +12,7 @@ from wovr_core.errors import DataError
 from wovr_core.rl.config import RLConfig
 from wovr_core.rl.keyframes import KeyframeSampler, load_starts, mine_keyframes, operator_keyframes
 from wovr_core.rl.protocols import SuccessScorer
-from wovr_core.rl.starts import Start
-from wovr_core.transforms import resize_images
-
-
-def resize_start(start: Start, size: int) -> Start:
-    """A start with its frames resized to the world model's square image size."""
-    frames = {c: resize_images(x, size, size) for c, x in start.frames.items()}
-    return dataclasses.replace(start, frames=frames)
+from wovr_core.rl.starts import Start, resize_start
 
 
 class StartPool:

@@ -9,12 +9,15 @@ start of an episode the memory is padded with frame 0 and its dummy action, as t
 
 from __future__ import annotations
 
+import dataclasses
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from wovr_core.data import EpisodeDataset
+from wovr_core.transforms import resize_images
 from wovr_core.types import ACTION_DIM, DUMMY_ACTION
 
 EPISODE_START = "episode"
@@ -111,3 +114,26 @@ def start_from_dataset(dataset: EpisodeDataset, episode_index: int, frame_index:
     context = {c: np.concatenate([clip.first_frame[c][None], clip.frames[c][idx - lo]]) for c in cameras}
     actions = np.concatenate([DUMMY_ACTION[None], clip.actions[idx - lo]]).astype(np.float32)
     return Start(meta.task, context, actions, source, episode_index, frame_index)
+
+
+def resize_start(start: Start, size: int) -> Start:
+    """A start with its frames resized to the world model's square image size."""
+    return dataclasses.replace(start, frames={c: resize_images(x, size, size) for c, x in start.frames.items()})
+
+
+def starts_per_task(dataset: EpisodeDataset, per_task: int, cameras: Sequence[str], image_size: int,
+                    frames_before_end: int | None = None, success: bool | None = None) -> list[Start]:
+    """The first ``per_task`` episodes of each task (in index order) as starts at ``image_size``, grouped by
+    task in sorted order: at their first frame, or ``frames_before_end`` frames before their last (with its
+    memory, as a keyframe start). ``success`` keeps only episodes with that outcome label."""
+    if per_task < 1:
+        raise ValueError(f"per_task must be >= 1, got {per_task}")
+    chosen: dict[str, list[Start]] = defaultdict(list)
+    for index in range(len(dataset)):
+        meta = dataset.meta(index)
+        if (success is not None and meta.success is not success) or len(chosen[meta.task]) >= per_task:
+            continue
+        frame = 0 if frames_before_end is None else max(0, meta.length - 1 - frames_before_end)
+        start = start_from_dataset(dataset, index, frame, cameras=cameras)
+        chosen[meta.task].append(resize_start(start, image_size))
+    return [start for task in sorted(chosen) for start in chosen[task]]

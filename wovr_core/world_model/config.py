@@ -251,6 +251,10 @@ class WorldModelEvalConfig:
     control_magnitude: float = 0.5
     probe_steps: int = 600
     probe_frames: int = 4000  # real frames used to fit the probe (subsampled evenly)
+    # Episode outcomes (with a reward model): every labelled episode imagined whole from o_0 under its recorded
+    # actions is an imagined success when a frame reaches this probability (the imagined env's
+    # rl.env.success_threshold); 0 skips it.
+    outcome_threshold: float = 0.5
     seed: int = 0
     threads: int = 0
 
@@ -261,3 +265,5 @@ class WorldModelEvalConfig:
             raise ConfigError("start >= 0, batch_size >= 1 and control_frames >= 1 are required")
         if not 0 < self.control_magnitude <= 1:
             raise ConfigError(f"control_magnitude must be in (0, 1], got {self.control_magnitude}")
+        if not 0 <= self.outcome_threshold <= 1:
+            raise ConfigError(f"outcome_threshold must be in [0, 1], got {self.outcome_threshold}")

@@ -75,6 +75,11 @@ def _run(args: argparse.Namespace) -> int:
         ra = report["reward_agreement"]
         print(f"  reward agreement: |p_real - p_imagined| {ra['mean_abs_prob_diff']:.3f}, "
               f"label agreement {ra['label_agreement']:.3f}")
+    if "outcomes" in report:
+        o = report["outcomes"]
+        print(f"  whole episodes imagined ({o['episodes']}, {o['successes']} successes): imagined success given a "
+              f"real success {o['imagined_success_given_success']}, given a real failure "
+              f"{o['imagined_success_given_failure']}")
     if "controllability" in report:
         c = report["controllability"]
         print(f"  controllability: direction accuracy {c['direction_accuracy']:.2f}, axis selectivity "

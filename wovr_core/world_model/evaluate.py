@@ -4,7 +4,9 @@ For each held-out episode the model starts from the episode's first frame(s) and
 the episode's recorded actions, never seeing another real frame. Reported:
 
 * PSNR and SSIM against the real frames, averaged over the first h frames for each horizon h;
-* reward-model agreement (p(success) on imagined vs real frames) when a frame scorer is given;
+* reward-model agreement (p(success) on imagined vs real frames) when a frame scorer is given, and episode
+  outcomes: each labelled episode imagined whole under its recorded actions, success or not by the scorer,
+  against its recorded outcome (how often imagination invents a success that the same actions did not reach);
 * action controllability: displacement of the imagined gripper under constant commands along each axis,
   read by a state probe fitted on real frames (its own held-out error is reported alongside);
 * side-by-side videos (real | imagined) and a frame grid.
@@ -32,6 +34,7 @@ from wovr_core.world_model.data import EpisodeKey, LoadedEpisode, load_episode
 from wovr_core.world_model.metrics import horizon_means, psnr, ssim
 from wovr_core.world_model.model import WorldModel
 from wovr_core.world_model.probe import PROBE_TARGETS, fit_state_probe, probe_quality, probe_targets
+from wovr_core.world_model.replay import imagined_replay
 from wovr_core.world_model.visualize import frame_grid, side_by_side, write_mp4
 
 log = logging.getLogger(__name__)
@@ -129,6 +132,9 @@ def evaluate_world_model(model: WorldModel, datasets, keys: Sequence[EpisodeKey]
     }
     if agreement:
         report["reward_agreement"] = {k: float(np.mean([a[k] for a in agreement])) for k in agreement[0]}
+    labelled = [e for e in episodes if e.success is not None and len(e) > 1]
+    if scorer is not None and cfg.outcome_threshold > 0 and labelled:
+        report["outcomes"] = episode_outcomes(model, labelled, scorer, cfg.outcome_threshold)
     if cfg.controllability:
         report["controllability"] = measure_controllability(model, datasets, usable, probe_keys, cfg)
     if out is not None:
@@ -178,6 +184,31 @@ def _reward_agreement(scorer: FrameScorer, real: dict, imagined: dict, task: str
             "label_agreement": float(np.mean((p_real >= 0.5) == (p_imag >= 0.5))),
             "max_prob_real": float(p_real.max()), "max_prob_imagined": float(p_imag.max()),
             "episode_success_agreement": float((p_real.max() >= 0.5) == (p_imag.max() >= 0.5))}
+
+
+def episode_outcomes(model: WorldModel, episodes: Sequence[LoadedEpisode], scorer: FrameScorer,
+                     threshold: float) -> dict[str, Any]:
+    """Each episode imagined whole from ``o_0`` under its recorded actions (never re-anchored), a success when
+    a frame's p(success) reaches ``threshold``; against the recorded outcome, and the same rule on the real
+    frames, which separates the reward model's errors from the world model's."""
+    rows = []
+    for ep in episodes:
+        chunks = math.ceil((len(ep) - 1) / model.config.chunk_frames)
+        imagined = imagined_replay(model, ep.frames, ep.actions, anchor_every=chunks)
+        p_imagined = np.asarray(scorer({c: v[1:] for c, v in imagined.items()}, ep.task), np.float64)
+        p_real = np.asarray(scorer({c: v[1:] for c, v in ep.frames.items()}, ep.task), np.float64)
+        rows.append((bool(ep.success), bool(p_imagined.max() >= threshold), bool(p_real.max() >= threshold)))
+    outcome, imagined, real = (np.array(col, bool) for col in zip(*rows, strict=True))
+
+    def rate(hits: np.ndarray, given: np.ndarray) -> float | None:
+        return float(hits[given].mean()) if given.any() else None
+
+    return {"threshold": threshold, "episodes": len(rows), "successes": int(outcome.sum()),
+            "imagined_success_given_success": rate(imagined, outcome),
+            "imagined_success_given_failure": rate(imagined, ~outcome),
+            "real_frames_success_given_success": rate(real, outcome),
+            "real_frames_success_given_failure": rate(real, ~outcome),
+            "agreement": float((imagined == outcome).mean())}
 
 
 # -------------------------------------------------------------------------------------- controllability
