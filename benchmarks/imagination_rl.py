@@ -16,13 +16,17 @@ models, so this isolates what RL in imagination does with them:
 Real trajectories behind the models: the demos and the 40 rollouts; none are added during RL. With ``--pace``
 the trained policy then goes through the rest of PACE (``wovr rl --pace``, stage 1 being the RL run above): new
 twin rollouts of it on init states 20.. (never the evaluation's), the world and reward models fine-tuned on old +
-new episodes, GRPO again from the stage-1 policy, and a twin evaluation of the result. Stage-cached in
-``--workspace`` (the RL runs resume). Writes benchmarks/results/imagination_rl.json (``--out``).
+new episodes, GRPO again from the stage-1 policy, and a twin evaluation of the result. ``--baseline`` adds the
+same-budget comparison: online GRPO in the twin itself from the base policy (``wovr rl --baseline-twin``, init
+states 10..), allowed as many twin trajectories as the policy rollouts behind the models (base rollouts, plus
+PACE's with ``--pace``), same hyperparameters, then its twin evaluation. Stage-cached in ``--workspace`` (the RL
+runs resume). Writes benchmarks/results/imagination_rl.json (``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -70,6 +74,18 @@ def _pace(cfg, args: argparse.Namespace, data: list[str], root: Path) -> dict:
             "imagined_success_per_update": [json.loads(r)["rollout/success_rate"] for r in rows]}
 
 
+def _online_grpo(cfg, policy: str, budget: int, out: Path) -> dict:
+    """GRPO in the twin from ``policy`` with at most ``budget`` twin trajectories (whole updates)."""
+    from wovr_core.rl.budget import BUDGET_FILE, TrajectoryBudget
+    from wovr_core.rl.run import run_twin_grpo
+
+    first = 10  # the evaluation uses init states 0-9
+    config = dataclasses.replace(cfg, real_budget=budget, twin=dataclasses.replace(cfg.twin, first_init_state=first))
+    summary = run_twin_grpo(config, policy, out)
+    return {"policy": str(summary["policy"]), "updates": summary["updates"],
+            "real_trajectories": TrajectoryBudget(out / BUDGET_FILE).used, "first_init_state": first}
+
+
 def _summary(results: dict) -> dict:
     return {"success": results["average_success"], "episodes": results["episodes"],
             "per_task": {t["task"]: t["success_rate"] for t in results["tasks"]}}
@@ -90,6 +106,8 @@ def main() -> None:
                         help="RLRunConfig override, e.g. --set rl.keyframes.kir_share=0")
     parser.add_argument("--pace", action="store_true",
                         help="then the rest of PACE from the trained policy, and its twin evaluation")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also online GRPO in the twin with the same real-trajectory budget, and its evaluation")
     parser.add_argument("--workspace", default=str(BENCH / "imagination_rl"))
     parser.add_argument("--out", default=str(RESULTS / "imagination_rl.json"))
     args = parser.parse_args()
@@ -104,7 +122,7 @@ def main() -> None:
     from wovr_core.rl.run_config import RLRunConfig
 
     data = args.data or [str(BENCH / "libero_object_noisy"), str(BENCH / "base_rollouts_v2/dataset")]
-    # pace.* settings do not change the RL run, so a PACE run reuses the RL stage of one without
+    # pace.* settings leave the RL stage as it is: a --pace run reuses the RL stage of a run without
     rl_overrides = [o for o in args.overrides if not o.startswith("pace.")]
     inputs = {"policy": args.policy, "world_model": args.world_model, "reward_model": args.reward_model,
               "data": data, "updates": args.updates, "overrides": rl_overrides}
@@ -123,12 +141,21 @@ def main() -> None:
 
     trained = ws.run("rl", rl)
     with ExitStack() as stack:  # the real trajectories behind the world and reward models and the starts
-        episodes = {d: len(stack.enter_context(EpisodeDataset(d))) for d in data}
+        opened = {d: stack.enter_context(EpisodeDataset(d)) for d in data}
+        episodes = {d: len(ds) for d, ds in opened.items()}
+        policy_rollouts = sum(ds.meta(i).source == "policy" for ds in opened.values() for i in range(len(ds)))
     after = ws.run("eval", lambda: _twin_eval(Path(trained["policy"]), ws.root / "eval", args.workers))
     before = _summary(json.loads(Path(args.base_results).read_text()))
     pace = ws.run("pace", lambda: _pace(cfg, args, data, ws.root)) if args.pace else None
     after_pace = (ws.run("pace_eval", lambda: _twin_eval(Path(pace["policy"]), ws.root / "pace_eval", args.workers))
                   if pace else None)
+    baseline = baseline_eval = None
+    if args.baseline:  # the twin trajectories WoVR's models were built from, spent on GRPO in the twin instead
+        budget = policy_rollouts + (pace["real_trajectories"] if pace else 0)
+        baseline = ws.run(f"online_grpo_{budget}", lambda: _online_grpo(cfg, args.policy, budget,
+                                                                        ws.root / f"online_grpo_{budget}"))
+        baseline_eval = ws.run(f"online_grpo_{budget}_eval", lambda: _twin_eval(
+            Path(baseline["policy"]), ws.root / f"online_grpo_{budget}_eval", args.workers))
     result = {
         "what": "libero_object twin success (LIBERO's predicate, init states 0-9 of every task) of the base policy "
                 "and of the same policy after GRPO in imagination only",
@@ -155,6 +182,15 @@ def main() -> None:
         result["budget"]["wall_minutes"].update(pace=round(pace["minutes"], 1),
                                                 pace_eval=round(after_pace["minutes"], 1))
         print(f"after PACE: twin success {after_pace['success']:.3f} ({result['gain_points_pace']:+.1f} points)")
+    if baseline:
+        result["online_grpo"] = baseline_eval["success"]
+        result["online_grpo_run"] = {k: baseline[k] for k in ("updates", "real_trajectories", "first_init_state")}
+        for t, s in baseline_eval["per_task"].items():
+            result["per_task"].setdefault(t, {})["online_grpo"] = s
+        result["budget"]["wall_minutes"].update(online_grpo=round(baseline["minutes"], 1),
+                                                online_grpo_eval=round(baseline_eval["minutes"], 1))
+        print(f"same-budget online GRPO in the twin ({baseline['real_trajectories']} trajectories): twin success "
+              f"{baseline_eval['success']:.3f}")
     out = Path(args.out)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"twin success {before['success']:.3f} -> {after['success']:.3f} after {args.updates} GRPO updates in "

@@ -217,7 +217,7 @@ def main() -> None:
         cfg = dataclasses.replace(cfg, pace=dataclasses.replace(
             cfg.pace, rollouts_per_task=sizes["base_rollouts_per_task"], first_init_state=sizes["eval_episodes"]))
         budget = TrajectoryBudget(root / "base_rollouts" / "budget.json")
-        summary = record_twin_rollouts(cfg, base_ckpt, root / "base_rollouts" / "dataset", budget)
+        summary = record_twin_rollouts(cfg, base_ckpt, root / "base_rollouts" / "dataset", budget, label="base rollouts")
         return {**summary, "dataset": str(root / "base_rollouts" / "dataset"), "trajectories": budget.used}
 
     rollouts = ws.run("base_rollouts", base_rollouts)

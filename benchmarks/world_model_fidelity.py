@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def record_base_rollouts(policy: Path, out: Path, per_task: int) -> dict:
 
     cfg = make_config(RLRunConfig, "tiny", ["twin.suite=libero_object", f"pace.rollouts_per_task={per_task}",
                                             f"pace.first_init_state={ROLLOUT_FIRST_INIT_STATE}"])
-    summary = record_twin_rollouts(cfg, policy, out / "dataset", TrajectoryBudget(out / "budget.json"))
+    summary = record_twin_rollouts(cfg, policy, out / "dataset", TrajectoryBudget(out / "budget.json"),
+                                   label="base rollouts")
     return {**summary, "dataset": str(out / "dataset"), "policy": str(policy)}
 
 
@@ -188,10 +190,7 @@ def main() -> None:
     result = {
         "what": "open-loop replay of held-out episodes' real actions from their first frame (PSNR dB, SSIM: mean "
                 "over the first h imagined frames)",
-        "command": "python benchmarks/world_model_fidelity.py" + (f" --run {args.run}" if args.run else "")
-                   + "".join(f" --data {d}" for d in args.data)
-                   + "".join(f" --train-set {o}" for o in ([] if args.run else args.train_set))
-                   + "".join(f" --set {o}" for o in args.overrides),
+        "command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "run": run,
         "model": str(model_dir), "model_stage": manifest.get("stage"), "model_step": manifest.get("step"),
         "model_validation": manifest.get("metrics"),

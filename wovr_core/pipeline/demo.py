@@ -208,7 +208,7 @@ class DemoLoop:
         # A dataset folder in the inbox is what a recording session leaves there; ingest moves it away.
         staging = self.root / "robot" / "base-policy-runs"
         budget = TrajectoryBudget(self.root / "robot" / "budget.json")
-        summary = record_twin_rollouts(cfg, self.root / "sft" / "policy", staging, budget)
+        summary = record_twin_rollouts(cfg, self.root / "sft" / "policy", staging, budget, label="robot runs")
         inbox = Workspace(self.retrain_ws).inbox(self.config.retrain.ingest.inbox)
         inbox.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(inbox / staging.name, ignore_errors=True)

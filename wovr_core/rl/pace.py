@@ -52,9 +52,11 @@ def _cached_stage(out: Path, name: str, run: Callable[[Path], dict[str, Any]]) -
 
 
 def record_twin_rollouts(config: RLRunConfig, policy_dir: str | Path, dataset: str | Path,
-                         budget: TrajectoryBudget, progress: bool = True) -> dict[str, Any]:
+                         budget: TrajectoryBudget, progress: bool = True, label: str = "PACE rollouts"
+                         ) -> dict[str, Any]:
     """``pace.rollouts_per_task`` twin episodes per task of the policy, written as a ``source="policy"``
-    dataset with LIBERO's predicate as the success label; each counted in ``budget`` as it starts."""
+    dataset with LIBERO's predicate as the success label; each counted in ``budget`` as it starts.
+    ``label``: the progress bar's (the same recording serves base-policy and held-out rollouts)."""
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -84,7 +86,7 @@ def record_twin_rollouts(config: RLRunConfig, policy_dir: str | Path, dataset: s
     with EpisodeWriter(dataset, fps=20, cameras={c: (size, size) for c in cameras}, robot_type="panda_libero_twin",
                        extra_features={SUCCESS_COLUMN: ()}) as writer, \
             TwinEnv(twin_cfg, cameras, size, budget=budget, record=True, budget_use="pace_rollouts") as env:
-        bar = tqdm(total=len(tasks.task_ids) * pace.rollouts_per_task, desc="PACE rollouts", unit="ep",
+        bar = tqdm(total=len(tasks.task_ids) * pace.rollouts_per_task, desc=label, unit="ep",
                    disable=not progress)
         for task_id in tasks.task_ids:
             for first in range(0, pace.rollouts_per_task, group):
