@@ -158,7 +158,9 @@ def main() -> None:
             Path(baseline["policy"]), ws.root / f"online_grpo_{budget}_eval", args.workers))
     result = {
         "what": "libero_object twin success (LIBERO's predicate, init states 0-9 of every task) of the base policy "
-                "and of the same policy after GRPO in imagination only",
+                "and of the same policy after GRPO in imagination only"
+                + (", then after the rest of PACE (after_pace)" if args.pace else "")
+                + (", and after same-budget online GRPO in the twin (online_grpo)" if args.baseline else ""),
         "command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "base": before["success"], "after_rl": after["success"], "episodes": after["episodes"],
         "gain_points": round(100 * (after["success"] - before["success"]), 1),

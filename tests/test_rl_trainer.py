@@ -146,6 +146,29 @@ def test_grpo_in_imagination_learns_to_push_the_dot():
     assert mean_dx[0] > 0.3 and mean_dx[1] < -0.3
 
 
+def test_groups_collected_a_few_at_a_time_make_one_batch_of_every_group():
+    policy = TaskTablePolicy()
+    with torch.no_grad():  # deterministic enough: the first task's rollouts succeed, the second's do not
+        policy.table[:, 0::7, -1] = 50.0
+    env = WorldModelEnv(DotWorld(speed=0.03), DotScorer(), EnvConfig(max_steps=32))
+    starts = _starts() * 2  # tasks 0, 1, 0, 1
+    once = collect_rollouts(env, policy, starts, 3, TEMPERATURE, torch.Generator().manual_seed(0))
+    apart = collect_rollouts(env, policy, starts, 3, TEMPERATURE, torch.Generator().manual_seed(0), groups_at_once=1)
+    traj = apart.trajectories
+    assert traj.num_rollouts == 12 and traj.group_size == 3 and [s.task for s in traj.starts] == list(TASKS) * 2
+    np.testing.assert_array_equal(traj.success, once.trajectories.success)
+    assert traj.success.tolist() == ([True] * 3 + [False] * 3) * 2
+    # Every row points at its own rollout: the observation's task is its group's, its steps count from 0.
+    assert apart.num_rows == int(traj.num_steps.sum())
+    for row in range(apart.num_rows):
+        rollout = apart.rollout_index[row]
+        assert apart.observations.tasks[row] == traj.starts[rollout // 3].task
+    for rollout in range(12):
+        steps = apart.step_index[apart.rollout_index == rollout]
+        assert steps.tolist() == list(range(traj.num_steps[rollout]))
+    assert apart.tokens.shape == (apart.num_rows, once.tokens.shape[1])
+
+
 def test_imagined_success_counts_each_tasks_rollouts():
     from wovr_core.rl.rollout import imagined_success
 

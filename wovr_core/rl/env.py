@@ -70,6 +70,17 @@ class Trajectories:
     def num_rollouts(self) -> int:
         return len(self.num_steps)
 
+    @staticmethod
+    def concat(parts: Sequence[Trajectories]) -> Trajectories:
+        """The rollouts of several batches of the same environment as one (groups in order)."""
+        if not parts:
+            raise ValueError("cannot concatenate zero trajectory batches")
+        if len({p.group_size for p in parts}) != 1 or len({p.rewards.shape[1:] for p in parts}) != 1:
+            raise ValueError("trajectory batches of different group sizes or horizons cannot be concatenated")
+        return Trajectories(parts[0].group_size, tuple(s for p in parts for s in p.starts),
+                            *(np.concatenate([getattr(p, f) for p in parts])
+                              for f in ("num_steps", "first_success", "rewards", "probs", "start_probs")))
+
 
 class GroupedRollouts:
     """Bookkeeping shared by the environments that step G rollouts per start one chunk at a time (the world

@@ -36,6 +36,18 @@ class RolloutBatch:
     def num_rows(self) -> int:
         return len(self.rollout_index)
 
+    @staticmethod
+    def concat(parts: Sequence[RolloutBatch]) -> RolloutBatch:
+        """Batches collected one after another (same policy version) as one: rollout indices renumbered."""
+        if not parts:
+            raise ValueError("cannot concatenate zero rollout batches")
+        offsets = np.cumsum([0] + [p.trajectories.num_rollouts for p in parts[:-1]])
+        return RolloutBatch(Trajectories.concat([p.trajectories for p in parts]),
+                            Observations.concat([p.observations for p in parts]),
+                            torch.cat([p.tokens for p in parts]), torch.cat([p.old_log_probs for p in parts]),
+                            np.concatenate([p.rollout_index + o for p, o in zip(parts, offsets, strict=True)]),
+                            np.concatenate([p.step_index for p in parts]), parts[0].temperature)
+
     def stats(self) -> dict[str, float]:
         """Success rate, mean return and steps, overall and per start source (``success/<source>``)."""
         traj = self.trajectories
@@ -50,8 +62,16 @@ class RolloutBatch:
 
 
 def collect_rollouts(env: WorldModelEnv, policy: TokenPolicy, starts: Sequence[Start], group_size: int,
-                     temperature: float, generator: torch.Generator | None = None) -> RolloutBatch:
-    """Run ``group_size`` rollouts from each start until every one has succeeded or reached the horizon."""
+                     temperature: float, generator: torch.Generator | None = None,
+                     groups_at_once: int = 0) -> RolloutBatch:
+    """Run ``group_size`` rollouts from each start until every one has succeeded or reached the horizon.
+
+    ``groups_at_once``: run at most that many starts' groups together, one batch after another (0: all),
+    which bounds what the environment holds at once (a LIBERO twin per rollout takes about half a GB)."""
+    if 0 < groups_at_once < len(starts):
+        return RolloutBatch.concat([collect_rollouts(env, policy, starts[lo:lo + groups_at_once], group_size,
+                                                     temperature, generator)
+                                    for lo in range(0, len(starts), groups_at_once)])
     env.reset(starts, group_size)
     rows_obs, rows_tokens, rows_lp, rows_rollout, rows_step = [], [], [], [], []
     step = 0

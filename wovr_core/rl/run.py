@@ -153,13 +153,14 @@ def _keep_history(path: Path, before: int) -> None:
 def train_updates(cfg: RLRunConfig, trainer: GRPOTrainer, env, starts: StartSource, policy_io: PolicyIO,
                   out: Path, updates: int | None = None,
                   evaluate: Callable[[Path, int], dict[str, float]] | None = None,
-                  stop_after: int | None = None, progress: bool | None = True) -> dict[str, Any]:
+                  stop_after: int | None = None, progress: bool | None = True,
+                  groups_at_once: int = 0) -> dict[str, Any]:
     """Run (or resume) ``updates`` GRPO updates (default ``cfg.rl.updates``) into ``out``.
 
     ``evaluate(policy_dir, update)``: the twin evaluation, every ``cfg.eval_every`` updates; its numbers are
     logged and never reach the trainer. ``stop_after``: return after that many updates of this call
     (as a kill would, but cleanly; for tests and time-sliced runs). ``progress``: a progress bar (None: only
-    on a terminal). Returns the summary.
+    on a terminal). ``groups_at_once``: see :func:`collect_rollouts`. Returns the summary.
     """
     from tqdm import tqdm
 
@@ -183,7 +184,7 @@ def train_updates(cfg: RLRunConfig, trainer: GRPOTrainer, env, starts: StartSour
     try:
         for update in range(start, total):
             batch = collect_rollouts(env, trainer.policy, starts.sample(cfg.rl.groups_per_update),
-                                     cfg.rl.grpo.group_size, cfg.rl.trainer.temperature, rollout_rng)
+                                     cfg.rl.grpo.group_size, cfg.rl.trainer.temperature, rollout_rng, groups_at_once)
             last = trainer.update(batch)
             returns = batch.trajectories.returns
             last.update({"rollout/return_std": float(returns.std()), "rollout/return_max": float(returns.max()),
@@ -388,6 +389,6 @@ def run_twin_grpo(config: RLRunConfig, policy_dir: str | Path, out_dir: str | Pa
     cfg = dataclasses.replace(config, twin=dataclasses.replace(config.twin, chunk_size=config.rl.env.chunk_size))
     with TwinEnv(cfg.twin, cameras, size, budget=budget) as env:
         summary = train_updates(config, trainer, env, TwinStarts(cfg.twin, config.seed), io, out, updates,
-                                evaluate, stop_after, progress)
+                                evaluate, stop_after, progress, cfg.twin.groups_at_once)
     summary["real_trajectories"] = TrajectoryBudget(out / BUDGET_FILE).used
     return summary

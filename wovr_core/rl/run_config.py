@@ -44,11 +44,14 @@ class TwinEnvConfig:
     # One twin per rollout of a batch: all in this process, or each in its own process (TwinPool: worth it with
     # as many cores as rollouts).
     processes: bool = False
+    # Groups stepped together: G twins per group are alive at once, about half a GB each in this process
+    # (all 4 x 8 of the tiny preset's update need some 18 GB). 0: every group of an update at once.
+    groups_at_once: int = 1
     first_init_state: int = 0
 
     def validate(self) -> None:
-        if self.chunk_size < 1 or self.max_steps < 0 or self.image_size < 0:
-            raise ConfigError("twin.chunk_size >= 1, max_steps and image_size >= 0 are required")
+        if self.chunk_size < 1 or self.max_steps < 0 or self.image_size < 0 or self.groups_at_once < 0:
+            raise ConfigError("twin.chunk_size >= 1, max_steps, image_size and groups_at_once >= 0 are required")
 
 
 @dataclass
