@@ -11,9 +11,10 @@ Reported: imagined and real success per checkpoint and task, and the Pearson r o
 across checkpoints (the issue's reliability check, goal >= 0.85) and across (checkpoint, task) pairs.
 
 Default checkpoints: the libero_object base policy and the policies the other benchmarks trained from it
-(benchmarks/imagination_rl.py and its keyframe-only and PACE runs, and the first RL run by hand), those whose
-twin evaluation exists. Stage-cached per checkpoint in ``--workspace`` (one folder per world model, reward
-model and settings). Writes benchmarks/results/imagined_vs_real.json.
+(benchmarks/imagination_rl.py and its keyframe-only and PACE runs, the first RL run by hand, the same-budget online
+GRPO in the twin, and RL from the base policy in PACE's refined models at temperature 1.6 and 1.0), those whose
+twin evaluation exists. Stage-cached per checkpoint in ``--workspace`` (one folder per world model, reward model
+and settings). Writes benchmarks/results/imagined_vs_real.json.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ CHECKPOINTS = {  # name -> twin evaluation of the policy
     "imagination_rl_kir32": BENCH / "imagination_rl_kir32/eval/results.json",
     "imagination_rl_reward_v1": BENCH / "rl_imagined/eval/results.json",
     "imagination_rl_pace": BENCH / "imagination_rl/pace_eval/results.json",
+    "online_grpo_80": BENCH / "imagination_rl/online_grpo_80_eval/results.json",
+    "imagination_rl_pace_models": BENCH / "irl_pace_models/eval/results.json",
+    "imagination_rl_pace_models_t1": BENCH / "irl_pace_models_t1/eval/results.json",
 }
 
 
