@@ -64,13 +64,22 @@ def test_commands_move_the_arm_through_the_envelope_and_the_estop_latches(tmp_pa
         probe.wait_for(lambda: len(poses) > 5, 30, f"arm state\n{arm.log()}")
         x0 = poses[-1].pose.position.x
 
+        seen = len(statuses)
         drive(probe, commands, [0.2, 0, 0, 0, 0, 0, -1], 1.5)
         assert poses[-1].pose.position.x > x0 + 0.01
         assert any(a.header.frame_id == "teleop" for a in applied)
-        assert last_safety(statuses).split(":")[0] in ("ok", "clipped")
+        during = [s.data for s in statuses[seen:]]
+        assert any(s.split(":")[0] in ("ok", "clipped") for s in during), during
+        # Each control cycle consumes the latest command, so a cycle that falls between two teleop
+        # messages holds with no_command; on a loaded machine a state can also be late for a cycle.
+        timing = {"stale_observation", "stale_command", "no_command"}
+        assert all(set(s.split(":")[1].split(",")) <= timing for s in during if s.startswith("held")), during
 
+        seen = len(statuses)
         drive(probe, commands, [float("nan"), 0, 0, 0, 0, 0, -1], 0.5)  # a NaN command is held, never sent
-        assert last_safety(statuses) == "held:non_finite_action"
+        during = [s.data for s in statuses[seen:]]
+        assert "held:non_finite_action" in during, during
+        assert last_safety(statuses) in ("held:non_finite_action", "held:no_command")
         assert applied[-1].header.frame_id == "hold" and not any(np.isnan(applied[-1].position))
 
         probe.publisher(topics.ESTOP, m["Bool"]).publish(m["Bool"](data=True))
