@@ -14,6 +14,7 @@ policy are evaluated on init states 0-9 of every task. Runs and evaluations resu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from pathlib import Path
 BENCH = Path("~/.cache/wovr/bench").expanduser()
 RESULTS = Path(__file__).resolve().parent / "results"
 FIRST_TRAIN_INIT_STATE = 10  # the evaluation uses init states 0-9
-# variant -> (updates, overrides); one start x 8 rollouts per update, so updates x 8 twin trajectories
+# variant -> (updates, overrides); one start x group_size rollouts per update, the budget exactly what they need
 VARIANTS = {
     "10x1": (10, []),
     "20x1": (20, []),
@@ -45,20 +46,21 @@ def _evaluate(policy: Path, out: Path, workers: int) -> dict:
 
 def _train(policy: str, name: str, workspace: Path) -> dict:
     from wovr_core.config import make_config
+    from wovr_core.rl.budget import BUDGET_FILE, TrajectoryBudget
     from wovr_core.rl.run import run_twin_grpo
     from wovr_core.rl.run_config import RLRunConfig
 
     updates, overrides = VARIANTS[name]
-    budget = updates * 8
     cfg = make_config(RLRunConfig, "tiny", [f"rl.updates={updates}", "rl.groups_per_update=1", "threads=1",
-                                            f"real_budget={budget}",
                                             f"twin.first_init_state={FIRST_TRAIN_INIT_STATE}", *overrides])
+    cfg = dataclasses.replace(cfg, real_budget=updates * cfg.rl.groups_per_update * cfg.rl.grpo.group_size)
     out = workspace / f"twin_grpo_{name}"
     t0 = time.perf_counter()
     summary = run_twin_grpo(cfg, policy, out)
     rows = [json.loads(line) for line in (out / "updates.jsonl").read_text().splitlines()]
     return {"policy": str(summary["policy"]), "updates": updates, "overrides": overrides,
-            "twin_trajectories": budget, "minutes_this_call": round((time.perf_counter() - t0) / 60, 1),
+            "twin_trajectories": TrajectoryBudget(out / BUDGET_FILE).used,
+            "minutes_this_call": round((time.perf_counter() - t0) / 60, 1),
             "optimizer_steps": int(sum(r["optimizer_steps"] for r in rows)),
             "sampled_success_per_update": [r["rollout/success_rate"] for r in rows]}
 
