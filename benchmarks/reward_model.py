@@ -38,15 +38,17 @@ from typing import get_args
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = "~/.cache/wovr/bench/libero_object_noisy"
-COLLECT = ("collect", "--suite", "libero_object", "--episodes", "4", "--noise", "noisy", "--workers", "2")
+COLLECT = ("collect", "--suite", "libero_object", "--episodes", "4", "--workers", "2")
 
 
-def ensure_dataset(root: Path) -> None:
-    """Collect the benchmark dataset unless a previous run left it (complete) at ``root``."""
+def ensure_dataset(root: Path, noise: str = "noisy") -> None:
+    """Collect the benchmark dataset (expert noise preset ``noise``) unless a previous run left it (complete)
+    at ``root``."""
     if (root / "meta" / "info.json").exists():
         return
     for seed in (0, 1):
-        cmd = [sys.executable, "-m", "wovr_core.cli", *COLLECT, "--set", f"seed={seed}", "--out", str(root)]
+        cmd = [sys.executable, "-m", "wovr_core.cli", *COLLECT, "--noise", noise, "--set", f"seed={seed}",
+               "--out", str(root)]
         print("collecting:", " ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, check=True)
 

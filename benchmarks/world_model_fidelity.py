@@ -8,6 +8,8 @@ Without ``--run`` the benchmark builds its own run, stage-cached in a workspace 
 only raises ``--train-set max_steps=`` (or another setting train-wm lets a resumed run change) trains on):
 
 1. the twin's scripted demos: the noisy-expert dataset of benchmarks/reward_model.py (collected if missing);
+   ``--demo-noise exploring``: the same layouts and expert with random excursions (``ExpertConfig``'s
+   ``exploring`` preset), in ~/.cache/wovr/bench/libero_object_exploring;
 2. ``base_rollouts``: rollouts of the libero_object base policy of benchmarks/base_policy.py in the twin
    (``--rollouts-per-task`` per task, LIBERO init states 10.., away from the base evaluation's 0-9), with
    LIBERO's predicate as their success label: the policy's own successes and failures;
@@ -16,7 +18,9 @@ only raises ``--train-set max_steps=`` (or another setting train-wm lets a resum
 Then open-loop replay of each held-out episode's real actions from its first frame (see ``wovr eval-wm``): the
 model never sees another real frame. With a reward model, each labelled episode is also imagined whole and its
 imagined outcome compared with the recorded one. ``--data DIR`` evaluates those episodes instead of the run's
-held-out split (e.g. rollouts of another policy, which the model never saw). Videos, the full-size frame grid and the report go to the workspace; the
+held-out split (e.g. rollouts of another policy, which the model never saw); ``--fresh-rollouts N`` records (once,
+shared by every workspace) and evaluates N new base-policy rollouts per task from LIBERO init states 30.., which
+no run trained on: the same episodes for models trained on different data. Videos, the full-size frame grid and the report go to the workspace; the
 summary goes to benchmarks/results/world_model_fidelity.json and a small grid of two episodes (per camera,
 every 16th frame: real row above imagined row) to benchmarks/results/world_model_fidelity.png.
 """
@@ -35,9 +39,11 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID_WIDTH = 640  # pixels of the PNG kept in the repo
-DEMOS = "~/.cache/wovr/bench/libero_object_noisy"  # shared with benchmarks/reward_model.py
+DEMOS = "~/.cache/wovr/bench/libero_object_{noise}"  # the noisy one is shared with benchmarks/reward_model.py
 BASE_POLICY = "~/.cache/wovr/bench/base_policy/libero_object-n3-s0/run/policy"
 ROLLOUT_FIRST_INIT_STATE = 10  # the base evaluation uses LIBERO's init states 0-9
+FRESH_FIRST_INIT_STATE = 30  # --fresh-rollouts: past the training rollouts' states at any --rollouts-per-task <= 20
+FRESH_ROLLOUTS = "~/.cache/wovr/bench/wm_fresh_rollouts_{n}"
 # One torch thread (a second job shares the 2 cores); a validation every 250 steps decides when it stops.
 # Imagination in bfloat16: the same PSNR as float32 to 0.1 dB, and about 1.5x faster on this CPU's AMX
 # (benchmarks/imagination_speed.py follows the model's dtype); a CPU without bfloat16 units wants float32.
@@ -45,7 +51,8 @@ TRAIN_SETTINGS = ["threads=1", "ae_max_steps=5500", "ae_val_every=250", "max_ste
                   "checkpoint_every=250", "model.dtype=bfloat16"]
 
 
-def record_base_rollouts(policy: Path, out: Path, per_task: int) -> dict:
+def record_base_rollouts(policy: Path, out: Path, per_task: int, first_init_state: int = ROLLOUT_FIRST_INIT_STATE,
+                         label: str = "base rollouts") -> dict:
     """The base policy's rollouts on every libero_object task, written as a ``source="policy"`` dataset."""
     from wovr_core.config import make_config
     from wovr_core.rl.budget import TrajectoryBudget
@@ -53,10 +60,19 @@ def record_base_rollouts(policy: Path, out: Path, per_task: int) -> dict:
     from wovr_core.rl.run_config import RLRunConfig
 
     cfg = make_config(RLRunConfig, "tiny", ["twin.suite=libero_object", f"pace.rollouts_per_task={per_task}",
-                                            f"pace.first_init_state={ROLLOUT_FIRST_INIT_STATE}"])
-    summary = record_twin_rollouts(cfg, policy, out / "dataset", TrajectoryBudget(out / "budget.json"),
-                                   label="base rollouts")
+                                            f"pace.first_init_state={first_init_state}"])
+    summary = record_twin_rollouts(cfg, policy, out / "dataset", TrajectoryBudget(out / "budget.json"), label=label)
     return {**summary, "dataset": str(out / "dataset"), "policy": str(policy)}
+
+
+def fresh_rollouts(policy: Path, per_task: int) -> Path:
+    """The dataset of ``--fresh-rollouts``: recorded on first use, then reused."""
+    from wovr_core.pipeline.stage_cache import StageCache
+
+    stages = StageCache(Path(FRESH_ROLLOUTS.format(n=per_task)).expanduser())
+    record = stages.run("rollouts", lambda: record_base_rollouts(policy, stages.root, per_task, FRESH_FIRST_INIT_STATE,
+                                                                 label="fresh rollouts"))
+    return Path(record["dataset"])
 
 
 def only_resumable_changes(old: list[str], new: list[str]) -> bool:
@@ -83,8 +99,8 @@ def prepare_run(args, parser) -> tuple[Path, dict]:
     if not (policy / "config.json").exists():
         parser.error(f"{policy}: no base policy; train it with: python benchmarks/base_policy.py --suite libero_object")
     stages = StageCache(Path(args.workspace).expanduser())
-    demos = Path(DEMOS).expanduser()
-    ensure_dataset(demos)
+    demos = Path(DEMOS.format(noise=args.demo_noise)).expanduser()
+    ensure_dataset(demos, args.demo_noise)
     rollouts = stages.run("base_rollouts", lambda: record_base_rollouts(policy, stages.root / "base_rollouts",
                                                                          args.rollouts_per_task))
     run = stages.root / "wm_run"
@@ -121,8 +137,14 @@ def main() -> None:
                              "policy's rollouts) instead of the run's held-out episodes")
     parser.add_argument("--workspace", default="~/.cache/wovr/bench/wm_bench",
                         help="stage cache of the benchmark's own run (base rollouts, train-wm run)")
+    parser.add_argument("--fresh-rollouts", type=int, default=0, metavar="N",
+                        help="evaluate N new base-policy rollouts per task (init states 30..) instead of the run's "
+                             "held-out split")
     parser.add_argument("--base-policy", default=BASE_POLICY, help="libero_object base policy checkpoint")
     parser.add_argument("--rollouts-per-task", type=int, default=4, help="base-policy rollouts per task")
+    parser.add_argument("--demo-noise", default="noisy", choices=["noisy", "exploring"],
+                        help="expert noise preset of the demos (exploring: with random excursions, which show the "
+                             "model actions its frames do not predict)")
     parser.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
                         help="WorldModelTrainConfig override of the benchmark's run (repeatable)")
     parser.add_argument("--reward-model", default="~/.cache/wovr/bench/reward_model_codec",
@@ -160,6 +182,10 @@ def main() -> None:
         parser.error(f"{run}: no split.json (pass a train-wm run directory)")
     split = json.loads(split_path.read_text())
     model = WorldModel.load(model_dir).prepare_for_inference()
+    if args.fresh_rollouts:
+        if args.data:
+            parser.error("--fresh-rollouts and --data both choose the evaluated episodes; pass one")
+        args.data = [str(fresh_rollouts(Path(args.base_policy).expanduser(), args.fresh_rollouts))]
     if args.data:
         datasets = open_datasets(args.data, model.config.cameras)
         keys = [(d, ep.episode_index) for d, ds in enumerate(datasets) for ep in ds.episodes]
@@ -194,7 +220,8 @@ def main() -> None:
         "run": run,
         "model": str(model_dir), "model_stage": manifest.get("stage"), "model_step": manifest.get("step"),
         "model_validation": manifest.get("metrics"),
-        "datasets": args.data or split["datasets"], "evaluated": "--data episodes" if args.data else "held-out split",
+        "datasets": args.data or split["datasets"], "evaluated": ("--fresh-rollouts episodes" if args.fresh_rollouts else "--data episodes" if args.data
+                      else "held-out split"),
         "training_minutes": None if trained is None else round(trained["minutes"] + trained.get("earlier_minutes", 0.0), 1),
         "held_out_episodes": len(report["episodes"]),
         "psnr": report["psnr"], "ssim": report["ssim"],

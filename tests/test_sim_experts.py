@@ -64,7 +64,8 @@ def test_hand_clearance_counts_only_what_reaches_the_fingers_or_the_hand():
 
 
 @pytest.mark.parametrize("field,value", [("max_speed", 0.0), ("max_accel", -0.1), ("carry_clearance", -0.01),
-                                         ("action_noise", -0.1), ("failure_prob", 1.5)])
+                                         ("action_noise", -0.1), ("failure_prob", 1.5), ("excursion_prob", 2.0),
+                                         ("excursion_steps", (8, 4)), ("excursion_speed", (0.0, 0.5))])
 def test_bad_expert_config_is_refused(field, value):
     with pytest.raises(ConfigError, match=field):
         PickPlaceExpert(ExpertConfig(**{field: value}))
@@ -109,6 +110,44 @@ def test_noisy_expert_gives_valid_actions():
             actions.append(expert.act(twin.privileged()))
             twin.step(actions[-1])
     assert np.isfinite(actions).all() and np.abs(actions).max() <= 1.0
+
+
+@pytest.mark.sim
+def test_excursions_hold_a_random_translation_then_the_plan_resumes():
+    from wovr_core.sim.experts import Phase
+    from wovr_core.sim.twin import LiberoTwin, TwinConfig
+
+    config = ExpertConfig(excursion_prob=1.0, excursion_steps=(5, 5), excursion_speed=(0.6, 0.8), seed=3)
+    with LiberoTwin(TwinConfig(suite="libero_object", task_id=0, render=False, max_steps=40)) as twin:
+        twin.reset(0)
+        start = twin.privileged()["eef_pos"].copy()
+        expert = PickPlaceExpert(config)
+        expert.reset(twin)
+        actions, flags = [], []
+        for step in range(25):
+            if step == 10:
+                expert.config.excursion_prob = 0.0  # two excursions, then the plan alone
+            actions.append(expert.act(twin.privileged()))
+            flags.append(expert.on_excursion)
+            twin.step(actions[-1])
+            if step == 9:
+                moved = twin.privileged()["eef_pos"] - start
+                phase_after_excursions = expert.phase
+    actions = np.array(actions)
+    assert flags[:10] == [True] * 10 and not any(flags[10:])
+    first, second = actions[:5, :3], actions[5:10, :3]
+    assert np.ptp(first, axis=0).max() == 0 and np.ptp(second, axis=0).max() == 0  # held for 5 steps each
+    for held in (first[0], second[0]):
+        assert 0.6 - 1e-6 <= np.linalg.norm(held) <= 0.8 + 1e-6
+    assert not np.allclose(first[0], second[0])  # a fresh direction each time
+    assert np.all(actions[:10, 6] == actions[0, 6])  # the gripper keeps its command
+    assert phase_after_excursions is Phase.APPROACH  # the plan stood still...
+    expected = 5 * (first[0] + second[0])
+    assert np.dot(moved, expected) > 0.5 * np.linalg.norm(moved) * np.linalg.norm(expected)  # ...the arm did not
+    # Back on the plan: no longer the held excursion, and ramping by at most max_accel per step.
+    assert not np.allclose(actions[10, :3], second[0])
+    assert np.all(actions[10, :3] <= np.maximum(second[0], 0.0) + config.max_accel + 1e-6)
+    assert np.all(actions[10, :3] >= np.minimum(second[0], 0.0) - config.max_accel - 1e-6)
 
 
 @pytest.mark.sim

@@ -14,7 +14,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="dataset directory (created, or appended to)")
     parser.add_argument("--suite", help="LIBERO suite, e.g. libero_object")
     parser.add_argument("--episodes", type=int, help="episodes per task")
-    parser.add_argument("--noise", choices=["clean", "noisy"], help="expert noise preset")
+    parser.add_argument("--noise", choices=["clean", "noisy", "exploring"],
+                        help="expert noise preset (exploring: noisy + random excursions, data for world models)")
     parser.add_argument("--workers", type=int, help="parallel twin processes")
     add_config_arguments(parser, CollectConfig)
 
@@ -22,15 +23,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from wovr_core.config import make_config
     from wovr_core.sim.collect import CollectConfig, collect
-    from wovr_core.sim.experts import ExpertConfig
+    from wovr_core.sim.experts import NOISE_FIELDS, ExpertConfig
 
     cfg = config_from_args(args, CollectConfig)
     shortcuts = {"suite": args.suite, "episodes_per_task": args.episodes, "workers": args.workers}
     cfg = apply_overrides(cfg, {k: v for k, v in shortcuts.items() if v is not None})
     if args.noise:
         noise = make_config(ExpertConfig, args.noise)
-        cfg = apply_overrides(cfg, {"expert": {k: getattr(noise, k) for k in
-                                               ("action_noise", "grasp_offset", "failure_prob")}})
+        cfg = apply_overrides(cfg, {"expert": {k: getattr(noise, k) for k in NOISE_FIELDS}})
     summary = collect(cfg, args.out)
     print(f"wrote {summary['episodes']} episodes ({summary['successes']} successful, {summary['frames']} frames) "
           f"to {args.out}")

@@ -7,7 +7,8 @@ the object's narrow side, or pinches the wall of an object too wide for the fing
 that keeps the open fingers and the hand clear of every other collision geom (and within easy reach);
 it carries above everything on the way and places by where the object really is in the hand.
 Noise makes demonstrations diverse and makes failures happen: action noise, grasp-point offsets and
-deliberate mistakes.
+deliberate mistakes. Excursions make them informative about actions: now and then the expert holds one random
+translation for a few steps and then recovers closed-loop (data for world models, see ``excursion_prob``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ExpertConfig:
         "paper": {},
         "clean": {},
         "noisy": {"action_noise": 0.1, "grasp_offset": 0.008, "failure_prob": 0.1},
+        "exploring": {"action_noise": 0.1, "grasp_offset": 0.008, "failure_prob": 0.1, "excursion_prob": 0.02},
     }
 
     max_speed: float = 1.0  # |action| cap for translation, in controller units
@@ -54,17 +56,36 @@ class ExpertConfig:
     action_noise: float = 0.0  # std of gaussian noise on translation/rotation actions
     grasp_offset: float = 0.0  # std (metres) of a horizontal offset of the grasp point
     failure_prob: float = 0.0  # chance per episode of a deliberate mistake
+    # Excursions: white action noise averages out within a few frames and leaves the arm on the demonstration's
+    # path, so a world model trained on such data can predict the motion from the frames before and ignore
+    # the actions. An excursion moves the arm centimetres in a direction its history does not predict.
+    excursion_prob: float = 0.0  # chance per step of starting one
+    excursion_steps: tuple[int, int] = (6, 16)  # its length, drawn uniformly (inclusive)
+    excursion_speed: tuple[float, float] = (0.4, 1.0)  # |translation action|, drawn uniformly
     seed: int = 0
 
     def validate(self) -> None:
         for name in ("max_speed", "descend_speed", "max_accel"):
             if not 0 < getattr(self, name) <= 1:
                 raise ConfigError(f"expert.{name} must be in (0, 1] (action units)")
-        for name in ("integral_gain", "carry_clearance", "action_noise", "grasp_offset", "failure_prob"):
+        for name in ("integral_gain", "carry_clearance", "action_noise", "grasp_offset", "failure_prob",
+                     "excursion_prob"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"expert.{name} must be >= 0")
-        if self.failure_prob > 1:
-            raise ConfigError("expert.failure_prob must be <= 1")
+        for name in ("failure_prob", "excursion_prob"):
+            if getattr(self, name) > 1:
+                raise ConfigError(f"expert.{name} must be <= 1")
+        low, high = self.excursion_steps
+        if not 1 <= low <= high:
+            raise ConfigError(f"expert.excursion_steps must be (min, max) with 1 <= min <= max, got {self.excursion_steps}")
+        low, high = self.excursion_speed
+        if not 0 < low <= high <= 1:
+            raise ConfigError(f"expert.excursion_speed must be (min, max) in (0, 1], got {self.excursion_speed}")
+
+
+# The expert's noise settings: what ``wovr collect --noise PRESET`` copies from a preset.
+NOISE_FIELDS = ("action_noise", "grasp_offset", "failure_prob", "excursion_prob", "excursion_steps",
+                "excursion_speed")
 
 
 class Phase(enum.Enum):
@@ -110,6 +131,10 @@ class PickPlaceExpert:
         self._stall_ref_z, self._stalled_steps = np.inf, 0  # LOWER's progress, to notice a touch-down
         self._object = self._target = ""
         self._geometry = None
+        self._excursion = np.zeros(3)  # the held translation action of the excursion under way
+        self._excursion_left = 0  # its remaining steps
+        self.on_excursion = False  # did the last action come from an excursion rather than the plan?
+        self._gripper = GRIPPER_OPEN  # the last gripper command of the plan, which an excursion keeps
 
     # -- episode ------------------------------------------------------------------------------------
     def reset(self, twin) -> None:
@@ -140,6 +165,7 @@ class PickPlaceExpert:
         carry_z = self._carry_bottom(center[:2]) + grasp[2] - lo[2]
         self._plan = _Plan(grasp, yaw, float(carry_z), mistake)
         self._last_translation = np.zeros(3)
+        self._excursion_left, self._gripper = 0, GRIPPER_OPEN
         self._set_phase(Phase.APPROACH)
 
     def _choose_grasp(self, center: np.ndarray, grasp_z: float, rim_grasp: bool) -> tuple[float, np.ndarray]:
@@ -199,6 +225,9 @@ class PickPlaceExpert:
     def act(self, privileged: dict) -> np.ndarray:
         if self._plan is None:
             raise RuntimeError("call reset(twin) before act()")
+        excursion = self._excursion_action(privileged)
+        if excursion is not None:
+            return excursion
         plan, cfg = self._plan, self.config
         eef = privileged["eef_pos"]
         gripper = GRIPPER_OPEN
@@ -264,10 +293,35 @@ class PickPlaceExpert:
         if cfg.action_noise > 0:
             action[:6] += self._rng.normal(0.0, cfg.action_noise, size=6)
         action[:6] = np.clip(action[:6], -1.0, 1.0)
-        action[6] = gripper
+        action[6] = self._gripper = gripper
         self._phase_steps += 1
         if self._phase_steps > cfg.phase_timeout and self.phase is not Phase.DONE:
             self._set_phase(_NEXT[self.phase])
+        return action.astype(np.float32)
+
+    def _excursion_action(self, privileged: dict) -> np.ndarray | None:
+        """The next step of an excursion (starting one with ``excursion_prob``), or None to follow the plan.
+        The plan's phase and its step count stand still meanwhile; the hand keeps its orientation and the
+        gripper its last command, and the expert recovers from wherever the excursion left the arm."""
+        cfg = self.config
+        self.on_excursion = False
+        if self._excursion_left == 0:
+            if cfg.excursion_prob <= 0 or self.phase is Phase.DONE or self._rng.random() >= cfg.excursion_prob:
+                return None
+            direction = self._rng.normal(size=3)
+            speed = self._rng.uniform(*cfg.excursion_speed)
+            self._excursion = speed * direction / max(np.linalg.norm(direction), 1e-9)
+            self._excursion_left = int(self._rng.integers(cfg.excursion_steps[0], cfg.excursion_steps[1] + 1))
+        self._excursion_left -= 1
+        if self._excursion_left == 0:
+            # Back on the plan next step: its speed ramps from here and its integral term starts afresh.
+            self._last_translation = self._excursion.copy()
+            self._error_sum = np.zeros(3)
+        action = np.zeros(ACTION_DIM)
+        action[:3] = self._excursion
+        action[3:6] = self._rotation(privileged["eef_quat"], self._plan.grasp_yaw)
+        action[6] = self._gripper
+        self.on_excursion = True
         return action.astype(np.float32)
 
     def _translation(self, error: np.ndarray, max_speed: float) -> np.ndarray:
