@@ -20,9 +20,10 @@ model never sees another real frame. With a reward model, each labelled episode 
 imagined outcome compared with the recorded one. ``--data DIR`` evaluates those episodes instead of the run's
 held-out split (e.g. rollouts of another policy, which the model never saw); ``--fresh-rollouts N`` records (once,
 shared by every workspace) and evaluates N new base-policy rollouts per task from LIBERO init states 30.., which
-no run trained on: the same episodes for models trained on different data. Videos, the full-size frame grid and the report go to the workspace; the
-summary goes to benchmarks/results/world_model_fidelity.json and a small grid of two episodes (per camera,
-every 16th frame: real row above imagined row) to benchmarks/results/world_model_fidelity.png.
+no run trained on: the same episodes for models trained on different data. Videos, the full-size frame grid and
+the report go to the workspace; the summary goes to benchmarks/results/world_model_fidelity.json and a small
+grid of two episodes (per camera, every 16th frame: real row above imagined row) to
+benchmarks/results/world_model_fidelity.png.
 """
 
 from __future__ import annotations
@@ -220,8 +221,9 @@ def main() -> None:
         "run": run,
         "model": str(model_dir), "model_stage": manifest.get("stage"), "model_step": manifest.get("step"),
         "model_validation": manifest.get("metrics"),
-        "datasets": args.data or split["datasets"], "evaluated": ("--fresh-rollouts episodes" if args.fresh_rollouts else "--data episodes" if args.data
-                      else "held-out split"),
+        "datasets": args.data or split["datasets"],
+        "evaluated": ("--fresh-rollouts episodes" if args.fresh_rollouts
+                      else "--data episodes" if args.data else "held-out split"),
         "training_minutes": None if trained is None else round(trained["minutes"] + trained.get("earlier_minutes", 0.0), 1),
         "held_out_episodes": len(report["episodes"]),
         "psnr": report["psnr"], "ssim": report["ssim"],
