@@ -48,12 +48,12 @@ PACE = ["pace.rollouts_per_task=4", "pace.first_init_state=20", "pace.world_mode
 
 
 def _twin_eval(checkpoint: Path, out: Path, workers: int) -> dict:
-    from wovr_core.policy.evaluate import EvalConfig, evaluate_checkpoint, format_table
+    from wovr_core.policy.evaluate import EvalConfig, evaluate_checkpoint, format_table, success_summary
 
     results = evaluate_checkpoint(checkpoint, EvalConfig(suite="libero_object", episodes_per_task=10, workers=workers,
                                                          videos=2, threads=1), out, progress=True)
     print(format_table(results))
-    return _summary(results)
+    return success_summary(results)
 
 
 def _pace(cfg, args: argparse.Namespace, data: list[str], root: Path) -> dict:
@@ -86,11 +86,6 @@ def _online_grpo(cfg, policy: str, budget: int, out: Path) -> dict:
             "real_trajectories": TrajectoryBudget(out / BUDGET_FILE).used, "first_init_state": first}
 
 
-def _summary(results: dict) -> dict:
-    return {"success": results["average_success"], "episodes": results["episodes"],
-            "per_task": {t["task"]: t["success_rate"] for t in results["tasks"]}}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", default=str(BASE / "run/policy"))
@@ -118,6 +113,7 @@ def main() -> None:
     from wovr_core.config import make_config
     from wovr_core.data import EpisodeDataset
     from wovr_core.pipeline.stage_cache import StageCache
+    from wovr_core.policy.evaluate import success_summary
     from wovr_core.rl.run import run_imagination_rl
     from wovr_core.rl.run_config import RLRunConfig
 
@@ -145,7 +141,7 @@ def main() -> None:
         episodes = {d: len(ds) for d, ds in opened.items()}
         policy_rollouts = sum(ds.meta(i).source == "policy" for ds in opened.values() for i in range(len(ds)))
     after = ws.run("eval", lambda: _twin_eval(Path(trained["policy"]), ws.root / "eval", args.workers))
-    before = _summary(json.loads(Path(args.base_results).read_text()))
+    before = success_summary(json.loads(Path(args.base_results).read_text()))
     pace = ws.run("pace", lambda: _pace(cfg, args, data, ws.root)) if args.pace else None
     after_pace = (ws.run("pace_eval", lambda: _twin_eval(Path(pace["policy"]), ws.root / "pace_eval", args.workers))
                   if pace else None)

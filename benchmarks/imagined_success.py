@@ -66,6 +66,7 @@ def main() -> None:
 
     from wovr_core.config import make_config
     from wovr_core.data import EpisodeDataset
+    from wovr_core.policy.evaluate import success_summary
     from wovr_core.policy.vla_policy import load_vla_policy
     from wovr_core.reward import SuccessClassifier
     from wovr_core.rl import VLATokenPolicy, WorldModelEnv, collect_rollouts, pearson_r
@@ -83,7 +84,7 @@ def main() -> None:
     env = WorldModelEnv(world, scorer, rl.env)
     policy = load_vla_policy(args.policy, seed=args.seed)
     real = json.loads(Path(args.real_results).read_text())
-    real_by_task = {t["task"]: t["success_rate"] for t in real["tasks"]}
+    real_by_task = success_summary(real)["per_task"]
 
     with EpisodeDataset(args.starts) as dataset:
         starts = starts_per_task(dataset, args.starts_per_task, list(world.config.cameras), world.config.image_size,

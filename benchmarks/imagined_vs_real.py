@@ -88,6 +88,7 @@ def main() -> None:
 
     from wovr_core.config import make_config
     from wovr_core.pipeline.stage_cache import StageCache
+    from wovr_core.policy.evaluate import success_summary
     from wovr_core.rl.config import RLConfig
     from wovr_core.rl.reliability import pearson_r
 
@@ -112,7 +113,7 @@ def main() -> None:
             raise SystemExit(f"{ws.root} scored another policy as {name!r}; name this one differently")
         imagined = ws.run(name, lambda p=policy: {"policy": p, **_imagined(p, args.world_model, args.reward_model,
                                                                          args.starts, args)})
-        real_tasks = {t["task"]: t["success_rate"] for t in real["tasks"]}
+        real_tasks = success_summary(real)["per_task"]
         per_task = {task: {"imagined": s / n, "real": real_tasks.get(task)}
                     for task, (s, n) in imagined["tasks"].items()}
         counts = list(imagined["tasks"].values())

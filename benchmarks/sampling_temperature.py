@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "sampling_temperature.json"))
     args = parser.parse_args()
 
-    from wovr_core.policy.evaluate import EvalConfig, evaluate_checkpoint
+    from wovr_core.policy.evaluate import EvalConfig, evaluate_checkpoint, success_summary
 
     temperatures = [float(t) for t in args.temperatures.split(",") if t.strip()]
     settings: list[tuple[str, float | None]] = [("greedy", None)] + [(f"t{t:g}", t) for t in temperatures]
@@ -47,9 +47,8 @@ def main() -> None:
                          temperature=temperature, threads=1)
         t0 = time.perf_counter()
         results = evaluate_checkpoint(args.policy, cfg, Path(args.workspace) / name, progress=True)
-        rows[name] = {"temperature": temperature, "success": results["average_success"],
-                      "episodes": results["episodes"], "minutes": round((time.perf_counter() - t0) / 60, 1),
-                      "per_task": {t["task"]: t["success_rate"] for t in results["tasks"]}}
+        rows[name] = {"temperature": temperature, **success_summary(results),
+                      "minutes": round((time.perf_counter() - t0) / 60, 1)}
         print(f"{name:>8}: success {results['average_success']:.2f} over {results['episodes']} episodes")
 
     report = {

@@ -34,14 +34,12 @@ VARIANTS = {
 
 
 def _evaluate(policy: Path, out: Path, workers: int) -> dict:
-    from wovr_core.policy.evaluate import EvalConfig, evaluate_checkpoint
+    from wovr_core.policy.evaluate import EvalConfig, evaluate_checkpoint, success_summary
 
     t0 = time.perf_counter()
     results = evaluate_checkpoint(policy, EvalConfig(suite="libero_object", episodes_per_task=10, workers=workers,
                                                      videos=0, threads=1), out, progress=True)
-    return {"success": results["average_success"], "episodes": results["episodes"],
-            "minutes": round((time.perf_counter() - t0) / 60, 1),
-            "per_task": {t["task"]: t["success_rate"] for t in results["tasks"]}}
+    return {**success_summary(results), "minutes": round((time.perf_counter() - t0) / 60, 1)}
 
 
 def _train(policy: str, name: str, workspace: Path) -> dict:

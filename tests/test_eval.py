@@ -16,7 +16,14 @@ from vla_helpers import TASKS, libero_like_stats, micro_config
 
 from wovr_core.config import ConfigError
 from wovr_core.errors import DataError
-from wovr_core.policy.evaluate import EpisodeJob, EvalConfig, evaluate_checkpoint, format_table, plan_jobs
+from wovr_core.policy.evaluate import (
+    EpisodeJob,
+    EvalConfig,
+    evaluate_checkpoint,
+    format_table,
+    plan_jobs,
+    success_summary,
+)
 from wovr_core.policy.vla_policy import VLAPolicy
 from wovr_core.sim.suites import get_task
 
@@ -79,6 +86,9 @@ def test_a_rerun_into_the_same_directory_resumes_instead_of_repeating(evaluated,
     assert (out / "episodes.jsonl").read_text() == before  # nothing was run again
     assert results["episodes"] == 2
     assert "average success" in format_table(results)
+    summary = success_summary(results)
+    assert summary["episodes"] == 2 and summary["success"] == results["average_success"]
+    assert summary["per_task"] == {"pick up the alphabet soup and place it in the basket": results["tasks"][0]["success_rate"]}
 
 
 def test_missing_or_corrupt_checkpoints_fail_before_any_episode(checkpoint, tmp_path):

@@ -344,6 +344,13 @@ def summarize(cfg: EvalConfig, checkpoint: str | Path, ckpt_id: str, records: li
     }
 
 
+def success_summary(results: Mapping[str, Any]) -> dict[str, Any]:
+    """What comparisons keep of ``wovr eval`` results: the average success, the episode count and the success
+    rate per task instruction."""
+    return {"success": results["average_success"], "episodes": results["episodes"],
+            "per_task": {t["task"]: t["success_rate"] for t in results["tasks"]}}
+
+
 def format_table(results: Mapping[str, Any]) -> str:
     """The per-task success table printed by ``wovr eval``."""
     rows = [(str(t["task_id"]), t["task"], f"{t['successes']}/{t['episodes']}", f"{100 * t['success_rate']:.0f}%",
