@@ -88,7 +88,8 @@ def test_a_rerun_into_the_same_directory_resumes_instead_of_repeating(evaluated,
     assert "average success" in format_table(results)
     summary = success_summary(results)
     assert summary["episodes"] == 2 and summary["success"] == results["average_success"]
-    assert summary["per_task"] == {"pick up the alphabet soup and place it in the basket": results["tasks"][0]["success_rate"]}
+    soup = "pick up the alphabet soup and place it in the basket"
+    assert summary["per_task"] == {soup: results["tasks"][0]["success_rate"]}
 
 
 def test_missing_or_corrupt_checkpoints_fail_before_any_episode(checkpoint, tmp_path):
