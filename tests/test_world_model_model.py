@@ -133,6 +133,48 @@ def test_actions_enter_through_both_cross_attention_and_the_timestep_embedding()
         assert (wm.denoiser(x, t, a1) - wm.denoiser(x, t, a2)).abs().mean() > 1e-4
 
 
+def test_the_displacement_embedding_gives_each_frame_the_arm_command_summed_since_the_last_context_frame():
+    torch.manual_seed(0)
+    wm = WorldModel.build(tiny_model_config(**{"denoiser.displacement_embedding": "true"}))
+    enc = wm.denoiser.action_encoder
+    actions = torch.zeros(1, 13, 7)
+    actions[0, :, 0] = 1.0  # +x every frame, the dummy anchor action included
+    actions[0, :, 2] = -0.5
+    actions[0, :, 6] = 1.0  # the gripper is absolute: never summed
+    disp = enc.displacement(actions)[0]
+    assert disp.shape == (13, 6)
+    # anchor | memory frames m_1..m_4 (m_4 is the reference) | generated frames, over the 8 frames of a chunk
+    expected_x = torch.tensor([0, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8]) / 8
+    torch.testing.assert_close(disp[:, 0], expected_x)
+    torch.testing.assert_close(disp[:, 2], -0.5 * expected_x)
+    assert disp[:, [1, 3, 4, 5]].abs().max() == 0
+    # Two chunks whose last actions agree but whose sums differ now embed that last frame differently.
+    moved, still = actions.clone(), actions.clone()
+    still[0, 5:12, 0] = 0.0
+    with torch.no_grad():
+        for p in enc.frame_mlp.parameters():
+            p.normal_(0, 0.5)
+        last = enc.frame_embedding(torch.cat([moved, still]), 13)[:, -1]
+    assert (last[0] - last[1]).abs().max() > 1e-3
+    # Without it, the frame embedding reads each frame's own action alone.
+    plain = WorldModel.build(tiny_model_config()).denoiser.action_encoder
+    assert plain.frame_mlp[0].in_features == 7 and enc.frame_mlp[0].in_features == 13
+
+
+@pytest.mark.parametrize("config", [tiny_model_config, wan_vae_model_config], ids=["frame_ae", "wan_vae"])
+def test_a_model_with_the_displacement_embedding_imagines_saves_and_loads(tmp_path, config):
+    torch.manual_seed(0)
+    wm = WorldModel.build(config(image_size=16, **{"denoiser.displacement_embedding": "true"}))
+    wm = wm.prepare_for_inference()
+    ctx, actions = _context(wm, batch=2), _chunk(wm, 1, batch=2)
+    frames, _ = wm.imagine(wm.observe(*ctx), actions)
+    wm.save(tmp_path / "wm")
+    loaded = WorldModel.load(tmp_path / "wm").prepare_for_inference()
+    assert loaded.config.denoiser.displacement_embedding
+    again, _ = loaded.imagine(loaded.observe(*ctx), actions)
+    np.testing.assert_array_equal(again["wrist"], frames["wrist"])
+
+
 def test_loss_trains_both_the_transformer_and_the_action_encoder():
     torch.manual_seed(0)
     wm = WorldModel.build(tiny_model_config())

@@ -81,6 +81,10 @@ class DenoiserConfig:
     pretrained_path: str = ""  # a local WanTransformer3DModel folder (e.g. <Wan2.2>/transformer)
     action_hidden: int = 128  # width of the per-action MLP
     action_token_dim: int = 64  # = the transformer's text_dim when built from scratch
+    # Also embed, per frame, the arm command summed since the last context frame (ActionEncoder): where the
+    # frame's arm should be, not just how it moved since the frame before. Off by default: on the tiny model
+    # at 16000 steps it did not make the model read direction more (world_model_action_sensitivity_*.json).
+    displacement_embedding: bool = False
 
     def validate(self) -> None:
         for key in ("in_channels", "out_channels", "text_dim"):

@@ -8,6 +8,9 @@ Actions enter twice (DESIGN.md section 4, as in the WoVR reference):
    action that produced its frame. Wan2.2-TI2V already modulates per token (a timestep per token: context
    frames get t = 0, generated frames the current t); we add the action embedding at the same place.
 
+Our addition, not the reference's (``denoiser.displacement_embedding``): the second path may also read the
+arm command summed since the last context frame, so each generated frame is told where its arm should be.
+
 The forward pass reuses the transformer's own submodules (patch embedding, RoPE, condition embedder, blocks,
 output head), so a pretrained Wan2.2 checkpoint loads unchanged and only the action encoder is new.
 """
@@ -25,18 +28,27 @@ from wovr_core.world_model.checkpoint import load_pretrained
 from wovr_core.world_model.config import DenoiserConfig, expand
 
 WAN_TIMESTEP_SCALE = 1000.0  # Wan was trained with timesteps in [0, 1000]
+ARM_DIMS = ACTION_DIM - 1  # the delta end-effector dims; the gripper command is absolute
 
 
 class ActionEncoder(nn.Module):
-    """Per-action cross-attention tokens and a per-latent-frame addition to the timestep embedding."""
+    """Per-action cross-attention tokens and a per-latent-frame addition to the timestep embedding.
+
+    With ``context_frames`` set, each frame's embedding also reads the arm command summed from the last
+    context frame to that frame (negative sums for earlier memory frames, zero for the anchor): the
+    displacement the frame should show. A frame's own action says only how it differs from the frame
+    before, and the transformer would otherwise have to integrate the chunk's actions itself.
+    """
 
     def __init__(self, token_dim: int, time_dim: int, hidden: int, frames_per_latent: int, max_frames: int,
-                 action_dim: int = ACTION_DIM):
+                 action_dim: int = ACTION_DIM, context_frames: int = 0):
         super().__init__()
         self.frames_per_latent = frames_per_latent
+        self.context_frames = context_frames
         self.token_mlp = nn.Sequential(nn.Linear(action_dim, hidden), nn.SiLU(), nn.Linear(hidden, token_dim))
         self.token_position = nn.Parameter(torch.randn(max_frames, token_dim) * 0.02)
-        self.frame_mlp = nn.Sequential(nn.Linear(action_dim * frames_per_latent, hidden), nn.SiLU(),
+        per_frame = action_dim + (ARM_DIMS if context_frames else 0)
+        self.frame_mlp = nn.Sequential(nn.Linear(per_frame * frames_per_latent, hidden), nn.SiLU(),
                                        nn.Linear(hidden, time_dim))
         # Zero at the start: a pretrained transformer begins with its own timestep modulation untouched.
         nn.init.zeros_(self.frame_mlp[-1].weight)
@@ -59,7 +71,19 @@ class ActionEncoder(nn.Module):
         rest = actions[:, 1:1 + (latent_frames - 1) * k]
         return torch.cat([first, rest], dim=1).reshape(actions.shape[0], latent_frames, -1)
 
+    def displacement(self, actions: torch.Tensor) -> torch.Tensor:
+        """(B, N, A) window actions -> (B, N, ARM_DIMS): each frame's arm command summed since the last context
+        frame, divided by the number of frames after it (so a chunk of full-scale commands sums to about 1)."""
+        total = actions[..., :ARM_DIMS].cumsum(dim=1)
+        last_context = self.context_frames - 1
+        scale = max(actions.shape[1] - self.context_frames, 1)
+        offset = (total - total[:, last_context:last_context + 1]) / scale
+        # The anchor o_0 may lie any time back: its displacement is unknown, not part of the recent motion.
+        return torch.cat([torch.zeros_like(offset[:, :1]), offset[:, 1:]], dim=1)
+
     def frame_embedding(self, actions: torch.Tensor, latent_frames: int) -> torch.Tensor:
+        if self.context_frames:
+            actions = torch.cat([actions, self.displacement(actions)], dim=-1)
         return self.frame_mlp(self.per_latent_frame(actions, latent_frames))
 
 
@@ -67,7 +91,7 @@ class ActionConditionedWan(nn.Module):
     """Predicts the rectified-flow velocity of a latent window given per-frame timesteps and actions."""
 
     def __init__(self, config: DenoiserConfig, latent_channels: int, frames_per_latent: int, max_frames: int,
-                 transformer=None):
+                 transformer=None, context_frames: int = 0):
         from diffusers import WanTransformer3DModel
 
         super().__init__()
@@ -95,8 +119,11 @@ class ActionConditionedWan(nn.Module):
         transformer.rope.freqs_sin = transformer.rope.freqs_sin.float()
         self.transformer = transformer
         inner_dim = cfg.num_attention_heads * cfg.attention_head_dim
+        if config.displacement_embedding and not context_frames:
+            raise ValueError("denoiser.displacement_embedding needs the window's number of context frames")
         self.action_encoder = ActionEncoder(cfg.text_dim, inner_dim, config.action_hidden, frames_per_latent,
-                                            max_frames)
+                                            max_frames,
+                                            context_frames=context_frames if config.displacement_embedding else 0)
 
     @property
     def patch_size(self) -> tuple[int, int, int]:

@@ -99,7 +99,7 @@ class WorldModel(nn.Module):
         config.validate()
         codec = build_codec(config.codec, len(config.cameras))
         denoiser = ActionConditionedWan(config.denoiser, codec.latent_channels, codec.temporal_factor,
-                                        config.clip_frames)
+                                        config.clip_frames, context_frames=config.context_frames)
         return cls(config, codec, denoiser, action_stats)
 
     @classmethod
@@ -113,7 +113,8 @@ class WorldModel(nn.Module):
         codec = load_codec(config.codec, len(config.cameras), directory)
         transformer = load_pretrained(WanTransformer3DModel, directory / TRANSFORMER_DIR, "Wan transformer")
         denoiser = ActionConditionedWan(config.denoiser, codec.latent_channels, codec.temporal_factor,
-                                        config.clip_frames, transformer=transformer)
+                                        config.clip_frames, transformer=transformer,
+                                        context_frames=config.context_frames)
         path = directory / ACTION_ENCODER_FILE
         try:
             missing, unexpected = load_model(denoiser.action_encoder, str(path), strict=False)
