@@ -73,6 +73,9 @@ def test_open_loop_report_covers_horizons_reward_agreement_and_controllability(t
     # The synthetic scene moves in x and y only: z cannot be checked and is left out, not counted wrong.
     assert 0 <= control["direction_accuracy"] <= 1 and set(control["per_command"]) == {"+x", "-x", "+y", "-y"}
     assert "r2_eef_x" in control["probe"]["held_out"]
+    # The probe also reads the same frames after the codec (the state the denoiser can see at best).
+    through_codec = control["probe"]["held_out_through_codec"]
+    assert set(through_codec) == set(control["probe"]["held_out"]) and np.isfinite(through_codec["mae_eef_x"])
     assert report["lpips"] is None and "not computed" in report["lpips_fvd_note"]
     assert (tmp_path / "eval" / "report.json").exists() and (tmp_path / "eval" / "grid.png").exists()
     assert list((tmp_path / "eval" / "videos").glob("episode-*.mp4"))
