@@ -11,6 +11,9 @@ loss of each run's model (several fixed noise draws per window, the same for eve
   to zero;
 - ``chunk_translation_flipped``: the generated chunk's translation commands reversed.
 
+``--noise-levels 0.3 0.9``: also the same at these fixed noise levels t (1 = pure noise), where the arm's
+layout is still undecided (high t) or already visible in the noisy chunk (low t).
+
 A model that follows its actions pays for each alteration; the increase over ``true`` (as a fraction) says how
 much of the future it reads from each part of the action rather than from the frames before. Writes
 benchmarks/results/world_model_action_sensitivity.json.
@@ -44,7 +47,8 @@ def variants(actions, memory_frames: int):
             "rotation_zeroed": rotation_zeroed, "chunk_translation_flipped": flipped}
 
 
-def measure(run: Path, data: list[str], clips: int, batch: int, seed: int) -> dict:
+def measure(run: Path, data: list[str], clips: int, batch: int, seed: int,
+            noise_levels: tuple[float, ...] = ()) -> dict:
     import numpy as np
     import torch
 
@@ -70,7 +74,8 @@ def measure(run: Path, data: list[str], clips: int, batch: int, seed: int) -> di
     lengths = np.array([len(e) for e in episodes], float)
     specs = [(e, sampler.sample(rng, e.key, e.actions)) for e in (episodes[pick_episode(rng, lengths)]
                                                                    for _ in range(clips))]
-    losses: dict[str, list[float]] = {}
+    levels = (None, *noise_levels)  # None: t drawn as in training
+    losses: dict[float | None, dict[str, list[float]]] = {level: {} for level in levels}
     with torch.no_grad():
         for i in range(0, len(specs), batch):
             part = specs[i:i + batch]
@@ -79,12 +84,19 @@ def measure(run: Path, data: list[str], clips: int, batch: int, seed: int) -> di
             actions = np.stack([s.actions for _, s in part])
             for name, altered in variants(actions, cfg.memory_frames).items():
                 norm = torch.as_tensor(model.normalize_actions(altered))
-                draws = [model.loss(latents, norm, generator=torch.Generator().manual_seed(NOISE_DRAWS * i + k)).item()
-                         for k in range(NOISE_DRAWS)]
-                losses.setdefault(name, []).append(float(np.mean(draws)))
-    mean = {k: float(np.mean(v)) for k, v in losses.items()}
-    return {"loss": mean, "increase_over_true": {k: v / mean["true"] - 1 for k, v in mean.items() if k != "true"},
-            "model": str(model_dir)}
+                for level in levels:
+                    draws = [model.loss(latents, norm, generator=torch.Generator().manual_seed(NOISE_DRAWS * i + k),
+                                        noise_level=level).item() for k in range(NOISE_DRAWS)]
+                    losses[level].setdefault(name, []).append(float(np.mean(draws)))
+
+    def summary(per_variant: dict[str, list[float]]) -> dict:
+        mean = {k: float(np.mean(v)) for k, v in per_variant.items()}
+        return {"loss": mean, "increase_over_true": {k: v / mean["true"] - 1 for k, v in mean.items() if k != "true"}}
+
+    result = {**summary(losses[None]), "model": str(model_dir)}
+    if noise_levels:
+        result["by_noise_level"] = {str(level): summary(losses[level]) for level in noise_levels}
+    return result
 
 
 def main() -> None:
@@ -94,6 +106,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise-levels", type=float, nargs="*", default=[], metavar="T",
+                        help="also measure at these fixed noise levels t in (0, 1]")
     parser.add_argument("--out", default=str(RESULTS / "world_model_action_sensitivity.json"))
     args = parser.parse_args()
     import torch
@@ -104,9 +118,10 @@ def main() -> None:
     runs = {}
     for run in args.run:
         path = Path(run).expanduser()
-        runs[str(path)] = result = measure(path, data, args.clips, args.batch, args.seed)
-        print(f"{path}: loss {result['loss']['true']:.4f}; increase "
-              + ", ".join(f"{k} {v:+.1%}" for k, v in result["increase_over_true"].items()))
+        runs[str(path)] = result = measure(path, data, args.clips, args.batch, args.seed, tuple(args.noise_levels))
+        for label, part in [("drawn t", result), *((f"t={t}", r) for t, r in result.get("by_noise_level", {}).items())]:
+            print(f"{path} ({label}): loss {part['loss']['true']:.4f}; increase "
+                  + ", ".join(f"{k} {v:+.1%}" for k, v in part["increase_over_true"].items()))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({

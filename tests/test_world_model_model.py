@@ -191,6 +191,13 @@ def test_loss_trains_both_the_transformer_and_the_action_encoder():
         l1 = wm.loss(latents, actions, generator=torch.Generator().manual_seed(3))
         l2 = wm.loss(latents, actions, generator=torch.Generator().manual_seed(3))
     assert l1.item() == l2.item()
+    # A fixed noise level replaces the drawn t (the action-sensitivity benchmark compares models at equal t).
+    with torch.no_grad():
+        at = {level: wm.loss(latents, actions, generator=torch.Generator().manual_seed(3), noise_level=level).item()
+              for level in (0.2, 1.0)}
+    assert len({l1.item(), *at.values()}) == 3
+    with pytest.raises(ValueError, match="noise_level"):
+        wm.loss(latents, actions, noise_level=0.0)
 
 
 def _loss_with_output_offsets(wm: WorldModel, latents, actions, context_offset: float, chunk_offset: float) -> float:

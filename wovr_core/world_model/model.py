@@ -308,12 +308,13 @@ class WorldModel(nn.Module):
         """The training loss (forward is what distributed wrappers hook into); see :meth:`loss`."""
         return self.loss(latents, actions, generator)
 
-    def loss(self, latents: torch.Tensor, actions: torch.Tensor,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(self, latents: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None,
+             noise_level: float | None = None) -> torch.Tensor:
         """Rectified-flow loss of a batch of clip windows.
 
         ``latents`` (B, C, F, h, w): the clean latent window (context then chunk); ``actions`` (B, N, 7):
-        normalized actions of the window's frames. ``generator`` fixes t and the noise (validation).
+        normalized actions of the window's frames. ``generator`` fixes t and the noise (validation);
+        ``noise_level`` sets every window's t (after the time warp) instead of drawing it (diagnostics).
         """
         b = latents.shape[0]
         n_ctx = self.context_latent_frames
@@ -326,6 +327,10 @@ class WorldModel(nn.Module):
             return torch.randn(x.shape, generator=generator, device="cpu").to(dev, x.dtype)
 
         t = shifted(rand(b), self.config.timestep_shift).view(b, 1, 1, 1, 1)
+        if noise_level is not None:
+            if not 0 < noise_level <= 1:
+                raise ValueError(f"noise_level must be in (0, 1], got {noise_level}")
+            t = torch.full_like(t, noise_level)
         anchor, memory, chunk = latents[:, :, :1], latents[:, :, 1:n_ctx], latents[:, :, n_ctx:]
         noise = randn_like(chunk)
         noisy_chunk = (1 - t) * chunk + t * noise
