@@ -327,7 +327,7 @@ class WorldModel(nn.Module):
             return torch.randn(x.shape, generator=generator, device="cpu").to(dev, x.dtype)
 
         t = shifted(rand(b), self.config.timestep_shift).view(b, 1, 1, 1, 1)
-        if noise_level is not None:
+        if noise_level is not None:  # t is still drawn above, so the noise that follows is the same at every level
             if not 0 < noise_level <= 1:
                 raise ValueError(f"noise_level must be in (0, 1], got {noise_level}")
             t = torch.full_like(t, noise_level)
