@@ -250,8 +250,10 @@ def main() -> None:
     if report.get("outcomes"):
         print("whole episodes imagined:", json.dumps(report["outcomes"]))
     if control:
-        print(f"controllability: direction accuracy {control['direction_accuracy']:.2f}, "
-              f"axis selectivity {control['axis_selectivity']:.2f}, gripper {control['gripper_close_accuracy']:.2f}")
+        print(f"controllability: tracking gain {control['tracking_gain']:.2f} (contrast accuracy "
+              f"{control['contrast_accuracy']:.2f}, {control['starts']} starts), direction accuracy "
+              f"{control['direction_accuracy']:.2f}, axis selectivity {control['axis_selectivity']:.2f}, "
+              f"gripper {control['gripper_close_accuracy']:.2f}")
     print(f"videos and grid in {workdir}; wrote {out}")
 
 

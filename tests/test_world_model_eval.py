@@ -12,12 +12,18 @@ import pytest
 from wm_helpers import TASKS, tiny_train_config, wovr_argv, write_synthetic_dataset
 
 from wovr_core.cli import build_parser
+from wovr_core.config import ConfigError, make_config
 from wovr_core.reward.config import RewardModelConfig
 from wovr_core.reward.model import SuccessClassifier
 from wovr_core.world_model.config import WorldModelEvalConfig
 from wovr_core.world_model.data import load_episode, open_datasets
 from wovr_core.world_model.eval_cli import COMMAND
-from wovr_core.world_model.evaluate import episode_outcomes, evaluate_world_model
+from wovr_core.world_model.evaluate import (
+    direction_tracking,
+    episode_outcomes,
+    evaluate_world_model,
+    measure_controllability,
+)
 from wovr_core.world_model.metrics import horizon_means, psnr, ssim
 from wovr_core.world_model.model import WorldModel
 from wovr_core.world_model.train import train_world_model
@@ -32,6 +38,29 @@ def test_psnr_and_ssim_score_identical_frames_best():
     assert np.all(psnr(a, noisy) < 30) and np.all(ssim(a, noisy) < 0.9)
     assert psnr(a, noisy).shape == (4,)
     assert horizon_means(np.arange(10.0), (2, 8, 32)) == {2: 0.5, 8: 3.5}
+
+
+def test_direction_tracking_cancels_common_drift_and_scales_by_the_real_response():
+    rng = np.random.default_rng(0)
+    still = rng.normal(0, 0.1, (4, 3))
+    drift = np.array([0.02, -0.03, 0.01])  # what every command does alike: towards the typical demonstration
+    step = np.array([0.1, 0.0, 0.0])
+    follows = direction_tracking(still + drift + step, still + drift - step, still, axis=0, expected_m=0.1)
+    assert follows["gain"] == pytest.approx(1.0) and follows["contrast_accuracy"] == 1.0
+    assert np.allclose(follows["common_drift_m"], drift, atol=1e-4)
+    # Direction-blind: both commands drift the same way. A "displacement from still" reading would see the
+    # +x command move +x (and call it a hit); the paired contrast sees nothing.
+    blind = direction_tracking(still + drift, still + drift, still, axis=0, expected_m=0.1)
+    assert blind["gain"] == 0.0 and blind["contrast_accuracy"] == 0.0
+    half = direction_tracking(still + step / 2, still - step / 2, still, axis=0, expected_m=0.1)
+    assert half["gain"] == pytest.approx(0.5)
+    wrong = direction_tracking(still - step, still + step, still, axis=0, expected_m=0.1)
+    assert wrong["gain"] == pytest.approx(-1.0) and wrong["contrast_accuracy"] == 0.0
+    # An axis whose + command moves the real arm the negative way: following it is still a gain of 1.
+    flipped = direction_tracking(still - step, still + step, still, axis=0, expected_m=-0.1)
+    assert flipped["gain"] == pytest.approx(1.0) and flipped["contrast_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="never moves"):
+        direction_tracking(still, still, still, axis=2, expected_m=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +101,12 @@ def test_open_loop_report_covers_horizons_reward_agreement_and_controllability(t
     control = report["controllability"]
     # The synthetic scene moves in x and y only: z cannot be checked and is left out, not counted wrong.
     assert 0 <= control["direction_accuracy"] <= 1 and set(control["per_command"]) == {"+x", "-x", "+y", "-y"}
+    # Every evaluated episode is a start (control_starts 16 > the episodes here), imagined batch_size at a time.
+    assert control["starts"] == len(report["episodes"])
+    assert set(control["per_axis"]) == {"x", "y"} and np.isfinite(control["tracking_gain"])
+    assert 0 <= control["contrast_accuracy"] <= 1
+    response = control["probe"]["real_response_m_per_step"]
+    assert control["per_axis"]["x"]["expected_m"] == pytest.approx(response["x"] * cfg.control_magnitude * 16)
     assert "r2_eef_x" in control["probe"]["held_out"]
     # The probe also reads the same frames after the codec (the state the denoiser can see at best).
     through_codec = control["probe"]["held_out_through_codec"]
@@ -79,6 +114,20 @@ def test_open_loop_report_covers_horizons_reward_agreement_and_controllability(t
     assert report["lpips"] is None and "not computed" in report["lpips_fvd_note"]
     assert (tmp_path / "eval" / "report.json").exists() and (tmp_path / "eval" / "grid.png").exists()
     assert list((tmp_path / "eval" / "videos").glob("episode-*.mp4"))
+
+
+def test_controllability_imagines_more_starts_than_one_batch(run):
+    model = WorldModel.load(run / "model").prepare_for_inference()
+    split = json.loads((run / "split.json").read_text())
+    datasets = open_datasets(split["datasets"], model.config.cameras)
+    episodes = [load_episode(datasets, (0, i), model.config.cameras, model.config.image_size) for i in range(3)]
+    cfg = WorldModelEvalConfig(batch_size=2, control_starts=3, probe_steps=5, probe_frames=60)
+    control = measure_controllability(model, datasets, episodes, [], cfg)
+    assert control["starts"] == 3  # two batches, 2 + 1
+    assert all(len(row["mean_displacement_m"]) == 3 for row in control["per_command"].values())
+    assert all(np.isfinite(t["contrast_m"]) for t in control["per_axis"].values())
+    with pytest.raises(ConfigError, match="control_starts"):
+        make_config(WorldModelEvalConfig, "tiny", ["control_starts=0"])
 
 
 def test_whole_episode_outcomes_separate_reward_errors_from_world_model_errors(run):

@@ -253,6 +253,7 @@ class WorldModelEvalConfig:
     # Controllability: from each start, constant commands along +-x, +-y, +-z and a gripper close, measured
     # with a state probe fitted on real frames of the training episodes.
     controllability: bool = True
+    control_starts: int = 16  # first frames of the first evaluated episodes (imagined batch_size at a time)
     control_frames: int = 16
     control_magnitude: float = 0.5
     probe_steps: int = 600
@@ -267,8 +268,8 @@ class WorldModelEvalConfig:
     def validate(self) -> None:
         if not self.horizons or min(self.horizons) < 1:
             raise ConfigError(f"horizons must be positive frame counts, got {list(self.horizons)}")
-        if self.start < 0 or self.batch_size < 1 or self.control_frames < 1:
-            raise ConfigError("start >= 0, batch_size >= 1 and control_frames >= 1 are required")
+        if self.start < 0 or self.batch_size < 1 or self.control_frames < 1 or self.control_starts < 1:
+            raise ConfigError("start >= 0, batch_size >= 1, control_starts >= 1 and control_frames >= 1 are required")
         if not 0 < self.control_magnitude <= 1:
             raise ConfigError(f"control_magnitude must be in (0, 1], got {self.control_magnitude}")
         if not 0 <= self.outcome_threshold <= 1:

@@ -82,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
               f"{o['imagined_success_given_failure']}")
     if "controllability" in report:
         c = report["controllability"]
-        print(f"  controllability: direction accuracy {c['direction_accuracy']:.2f}, axis selectivity "
+        print(f"  controllability: tracking gain {c['tracking_gain']:.2f} (contrast accuracy "
+              f"{c['contrast_accuracy']:.2f}), direction accuracy {c['direction_accuracy']:.2f}, axis selectivity "
               f"{c['axis_selectivity']:.2f}, gripper {c['gripper_close_accuracy']:.2f}")
     return 0
 

@@ -8,7 +8,8 @@ the episode's recorded actions, never seeing another real frame. Reported:
   outcomes: each labelled episode imagined whole under its recorded actions, success or not by the scorer,
   against its recorded outcome (how often imagination invents a success that the same actions did not reach);
 * action controllability: displacement of the imagined gripper under constant commands along each axis,
-  read by a state probe fitted on real frames (its own held-out error is reported alongside);
+  read by a state probe fitted on real frames (its own held-out error is reported alongside), and the paired
+  tracking gain: the + and - command of an axis from the same start, against how far the real arm moves;
 * side-by-side videos (real | imagined) and a frame grid.
 
 LPIPS and FVD need pretrained network weights that cannot be downloaded here; they are not computed.
@@ -229,17 +230,40 @@ def _commands(magnitude: float) -> dict[str, np.ndarray]:
     return cmds
 
 
-def _action_to_state_signs(episodes: Sequence[LoadedEpisode]) -> dict[str, float]:
-    """How each action axis moves the measured end effector in real data (correlation of the commanded delta
-    with the next state change): the expected direction, checked rather than assumed."""
-    acts = np.concatenate([e.actions[1:] for e in episodes]).astype(np.float64)
+def _real_action_response(episodes: Sequence[LoadedEpisode]) -> tuple[dict[str, float], dict[str, float]]:
+    """How each commanded translation axis moves the measured end effector in real data: the correlation of
+    the command with the next state change (its direction, checked rather than assumed; 0: the axis never
+    moved) and the least-squares slope (metres per step per unit of command: how far a constant command
+    carries the real arm, to first order)."""
+    acts = np.concatenate([e.actions[1:, :3] for e in episodes]).astype(np.float64)
     deltas = np.concatenate([np.diff(e.states[:, :3], axis=0) for e in episodes]).astype(np.float64)
-    out = {}
+    correlation, slope = {}, {}
     for k, name in enumerate("xyz"):
         a, d = acts[:, k] - acts[:, k].mean(), deltas[:, k] - deltas[:, k].mean()
-        denom = np.sqrt((a * a).sum() * (d * d).sum())
-        out[name] = float((a * d).sum() / denom) if denom > 0 else 0.0  # 0: this axis never moved
-    return out
+        var_a, var_d = (a * a).sum(), (d * d).sum()
+        correlation[name] = float((a * d).sum() / np.sqrt(var_a * var_d)) if var_a * var_d > 0 else 0.0
+        slope[name] = float((a * d).sum() / var_a) if var_a > 0 else 0.0
+    return correlation, slope
+
+
+def direction_tracking(plus: np.ndarray, minus: np.ndarray, still: np.ndarray, axis: int,
+                       expected_m: float) -> dict[str, Any]:
+    """How far imagined arms follow two opposite constant commands along ``axis``, from the probe's
+    end-effector readings ``(starts, 3)`` after the same frames under ``+``, ``-`` and no command.
+
+    ``contrast_m`` is half the ``+`` minus ``-`` displacement along the axis, per start: motion both commands
+    share (a drift towards the typical demonstration) cancels, so only what the command's direction changes is
+    left. ``gain`` divides it by ``expected_m``, the signed displacement the real arm makes under the ``+``
+    command: 1 follows the command as far as the real arm, 0 ignores its direction, < 0 goes the wrong way.
+    """
+    if expected_m == 0:
+        raise ValueError("expected_m is 0: the real data never moves along this axis, there is nothing to track")
+    contrast = (plus[:, axis] - minus[:, axis]) / 2
+    common = (plus + minus) / 2 - still
+    return {"expected_m": float(expected_m), "contrast_m": float(contrast.mean()),
+            "gain": float(contrast.mean() / expected_m),
+            "contrast_accuracy": float(np.mean(np.sign(contrast) == np.sign(expected_m))),
+            "common_drift_m": common.mean(0).round(4).tolist()}
 
 
 def _probe_training_set(datasets, keys: Sequence[EpisodeKey], fallback: Sequence[LoadedEpisode],
@@ -273,21 +297,24 @@ def measure_controllability(model: WorldModel, datasets, episodes: Sequence[Load
     # works on. Close to ``held_out``, a direction-blind model cannot blame its codec.
     through_codec = (probe_quality(probe, model.through_codec(held_frames), held_targets, cams)
                      if model.codec.temporal_factor == 1 else None)
-    real_corr = _action_to_state_signs(fit_eps)
+    real_corr, response = _real_action_response(fit_eps)
 
     commands = _commands(cfg.control_magnitude)
     n_chunks = max(1, math.ceil(cfg.control_frames / mcfg.chunk_frames))
-    starts = episodes[: cfg.batch_size]
-    state0 = model.observe({c: np.stack([e.frames[c][:1] for e in starts]) for c in cams})
-    final: dict[str, np.ndarray] = {}
-    last_frames: dict[str, dict[str, np.ndarray]] = {}
-    for name, action in commands.items():
-        state = state0
-        for _ in range(n_chunks):
-            frames_out, state = model.imagine(state, np.broadcast_to(action, (len(starts), mcfg.chunk_frames,
-                                                                             ACTION_DIM)).copy())
-        last_frames[name] = {c: frames_out[c][:, -1] for c in cams}
-        final[name] = probe.predict(last_frames[name], cams)
+    starts = episodes[: cfg.control_starts]
+    last_frames = {name: {c: [] for c in cams} for name in commands}
+    for i in range(0, len(starts), cfg.batch_size):
+        batch = starts[i:i + cfg.batch_size]
+        state0 = model.observe({c: np.stack([e.frames[c][:1] for e in batch]) for c in cams})
+        for name, action in commands.items():
+            state = state0
+            for _ in range(n_chunks):
+                frames_out, state = model.imagine(state, np.broadcast_to(action, (len(batch), mcfg.chunk_frames,
+                                                                                 ACTION_DIM)).copy())
+            for c in cams:
+                last_frames[name][c].append(frames_out[c][:, -1])
+    last_frames = {name: {c: np.concatenate(v) for c, v in per_cam.items()} for name, per_cam in last_frames.items()}
+    final = {name: probe.predict(frames, cams) for name, frames in last_frames.items()}
     # Displacement relative to the "still" rollout of the same start: cancels the probe's bias on imagined
     # frames and any drift the model has without motion.
     rows, hits, selective = {}, [], []
@@ -305,6 +332,13 @@ def measure_controllability(model: WorldModel, datasets, episodes: Sequence[Load
         hits += hit.tolist()
         selective += sel.tolist()
         rows[name] = {"mean_displacement_m": delta.mean(0).round(4).tolist(), "direction_accuracy": float(hit.mean())}
+    tracking = {}
+    for axis, name in enumerate("xyz"):
+        if abs(real_corr[name]) < 0.1:
+            continue
+        expected = response[name] * cfg.control_magnitude * n_chunks * mcfg.chunk_frames
+        tracking[name] = direction_tracking(final[f"+{name}"][:, :3], final[f"-{name}"][:, :3],
+                                            final["still"][:, :3], axis, expected)
     grip = final["close"][:, 3] - final["still"][:, 3]
     open_sign = np.sign(np.mean(probe_targets(np.concatenate([e.states for e in fit_eps]))[:, 3]))
     gripper_hit = np.sign(grip) == -open_sign  # closing shrinks the (signed) finger opening
@@ -314,13 +348,18 @@ def measure_controllability(model: WorldModel, datasets, episodes: Sequence[Load
         "frames": n_chunks * mcfg.chunk_frames, "magnitude": cfg.control_magnitude, "starts": len(starts),
         "direction_accuracy": float(np.mean(hits)) if hits else float("nan"),
         "axis_selectivity": float(np.mean(selective)) if selective else float("nan"),
+        # The paired measures: + against - from the same start, scaled by how far the real arm would move.
+        "tracking_gain": float(np.mean([t["gain"] for t in tracking.values()])) if tracking else float("nan"),
+        "contrast_accuracy": (float(np.mean([t["contrast_accuracy"] for t in tracking.values()]))
+                              if tracking else float("nan")),
+        "per_axis": tracking,
         "gripper_close_accuracy": float(gripper_hit.mean()), "per_command": rows,
         "opposite_commands_mean_abs_pixel_diff": float(np.mean(diffs)),
         "probe": {"targets": list(PROBE_TARGETS), "held_out": quality, "held_out_through_codec": through_codec,
                   "fit_frames": int(len(targets)),
                   # Without a training split the probe is fitted on the evaluated episodes: "held_out" is not.
                   "fit_on": "training episodes" if probe_keys else "the evaluated episodes",
-                  "real_action_state_correlation": real_corr},
+                  "real_action_state_correlation": real_corr, "real_response_m_per_step": response},
     }
 
 
