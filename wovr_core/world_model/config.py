@@ -118,10 +118,11 @@ class WorldModelConfig:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     euler_steps: int = 5
     # Rectified flow time warp t' = s t / (1 + (s - 1) t): s > 1 spends more of training and sampling at
-    # high noise, where the frame's layout (the arm's position) is decided from the actions; 1 = uniform. Wan
-    # uses 5; the tiny model trained with 3 instead of 1 gains 0.5-0.9 dB and follows commanded directions
-    # better (benchmarks/results/world_model_fidelity_shift3.json vs world_model_fidelity_demos_noisy.json).
-    timestep_shift: float = 3.0
+    # high noise, where the frame's layout (the arm's position) is decided from the actions; 1 = uniform. The
+    # tiny model gains 0.5-0.9 dB with 3 instead of 1 (world_model_fidelity_shift3.json vs
+    # world_model_fidelity_demos_noisy.json) and another 0.2-0.4 dB with 5, Wan's, instead of 3
+    # (world_model_fidelity_shift{5,3}_8k_same_codec.json).
+    timestep_shift: float = 5.0
     # Memory frames are noised up to this level in training while the model is told t = 0, so it learns to
     # cope with its own imperfect frames during long rollouts.
     memory_noise_max: float = 0.2
