@@ -165,7 +165,7 @@ def main() -> None:
 
     from wovr_core.world_model.data import open_datasets
     from wovr_core.world_model.eval_cli import resolve_run
-    from wovr_core.world_model.evaluate import evaluate_world_model, load_scorer
+    from wovr_core.world_model.evaluate import evaluate_world_model, format_controllability, load_scorer
     from wovr_core.world_model.model import WorldModel
 
     cfg = config_from_args(args, WorldModelEvalConfig)
@@ -250,10 +250,7 @@ def main() -> None:
     if report.get("outcomes"):
         print("whole episodes imagined:", json.dumps(report["outcomes"]))
     if control:
-        print(f"controllability: tracking gain {control['tracking_gain']:.2f} (contrast accuracy "
-              f"{control['contrast_accuracy']:.2f}, {control['starts']} starts), direction accuracy "
-              f"{control['direction_accuracy']:.2f}, axis selectivity {control['axis_selectivity']:.2f}, "
-              f"gripper {control['gripper_close_accuracy']:.2f}")
+        print(f"controllability: {format_controllability(control)}")
     print(f"videos and grid in {workdir}; wrote {out}")
 
 

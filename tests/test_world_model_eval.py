@@ -22,6 +22,7 @@ from wovr_core.world_model.evaluate import (
     direction_tracking,
     episode_outcomes,
     evaluate_world_model,
+    format_controllability,
     measure_controllability,
 )
 from wovr_core.world_model.metrics import horizon_means, psnr, ssim
@@ -107,6 +108,7 @@ def test_open_loop_report_covers_horizons_reward_agreement_and_controllability(t
     assert 0 <= control["contrast_accuracy"] <= 1
     response = control["probe"]["real_response_m_per_step"]
     assert control["per_axis"]["x"]["expected_m"] == pytest.approx(response["x"] * cfg.control_magnitude * 16)
+    assert format_controllability(control).startswith(f"tracking gain {control['tracking_gain']:.2f}")
     assert "r2_eef_x" in control["probe"]["held_out"]
     # The probe also reads the same frames after the codec (the state the denoiser can see at best).
     through_codec = control["probe"]["held_out_through_codec"]

@@ -44,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     from wovr_core.errors import DataError
     from wovr_core.world_model.config import WorldModelEvalConfig
     from wovr_core.world_model.data import open_datasets
-    from wovr_core.world_model.evaluate import evaluate_world_model, load_scorer
+    from wovr_core.world_model.evaluate import evaluate_world_model, format_controllability, load_scorer
     from wovr_core.world_model.model import WorldModel
 
     cfg = config_from_args(args, WorldModelEvalConfig)
@@ -81,10 +81,7 @@ def _run(args: argparse.Namespace) -> int:
               f"real success {o['imagined_success_given_success']}, given a real failure "
               f"{o['imagined_success_given_failure']}")
     if "controllability" in report:
-        c = report["controllability"]
-        print(f"  controllability: tracking gain {c['tracking_gain']:.2f} (contrast accuracy "
-              f"{c['contrast_accuracy']:.2f}), direction accuracy {c['direction_accuracy']:.2f}, axis selectivity "
-              f"{c['axis_selectivity']:.2f}, gripper {c['gripper_close_accuracy']:.2f}")
+        print(f"  controllability: {format_controllability(report['controllability'])}")
     return 0
 
 
