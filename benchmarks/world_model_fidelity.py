@@ -182,7 +182,7 @@ def main() -> None:
     if split_path is None:
         parser.error(f"{run}: no split.json (pass a train-wm run directory)")
     split = json.loads(split_path.read_text())
-    model = WorldModel.load(model_dir).prepare_for_inference()
+    model = WorldModel.load(model_dir).prepare_for_inference().use_action_guidance(cfg.action_guidance)
     if args.fresh_rollouts:
         if args.data:
             parser.error("--fresh-rollouts and --data both choose the evaluated episodes; pass one")
@@ -205,7 +205,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     png = out.with_suffix(".png")  # beside the JSON: another --out never overwrites the repo's grid
-    grid = cv2.imread(str(workdir / "grid.png"))
+    grid = cv2.imread(str(workdir / "grid.png")) if cfg.videos else None  # videos=0 draws no grid
     if grid is not None:  # downscaled, 128-colour palette: a few hundred kB in the repo
         from PIL import Image
 
@@ -221,6 +221,7 @@ def main() -> None:
         "run": run,
         "model": str(model_dir), "model_stage": manifest.get("stage"), "model_step": manifest.get("step"),
         "model_validation": manifest.get("metrics"),
+        "action_guidance": model.config.action_guidance,
         "datasets": args.data or split["datasets"],
         "evaluated": ("--fresh-rollouts episodes" if args.fresh_rollouts
                       else "--data episodes" if args.data else "held-out split"),
@@ -234,7 +235,8 @@ def main() -> None:
         "controllability": {k: v for k, v in control.items() if k != "per_command"},
         "controllability_per_command": control.get("per_command"),
         "lpips": None, "fvd": None, "note": report["lpips_fvd_note"],
-        "grid_png": f"{png.name} beside this file (real rows above imagined rows, per camera)",
+        "grid_png": (f"{png.name} beside this file (real rows above imagined rows, per camera)"
+                     if grid is not None else None),
         "artifacts": str(workdir),
         "seconds": round(time.perf_counter() - start, 1),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

@@ -55,6 +55,11 @@ def test_the_rl_config_presets_round_trip(tmp_path):
     assert load_config(save_config(cfg, tmp_path), RLConfig) == cfg
     with pytest.raises(ConfigError, match="not one of"):
         make_config(RLConfig, "tiny", ["env.reward_frame=mean"])
+    # The world model's own action guidance unless the env says otherwise; a negative scale is refused.
+    assert cfg.env.action_guidance is None
+    assert make_config(RLConfig, "tiny", ["env.action_guidance=2.5"]).env.action_guidance == 2.5
+    with pytest.raises(ConfigError, match="action_guidance"):
+        make_config(RLConfig, "tiny", ["env.action_guidance=-1"])
 
 
 def test_reset_starts_groups_that_share_a_start():

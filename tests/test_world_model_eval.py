@@ -178,6 +178,11 @@ def test_the_cli_uses_the_runs_held_out_episodes_and_a_saved_reward_model(tmp_pa
     assert report["episodes"] == split["val"]
     assert 0 <= report["reward_agreement"]["label_agreement"] <= 1
     assert (tmp_path / "e" / "grid.png").exists() and list((tmp_path / "e" / "videos").glob("*.mp4"))
+    assert report["action_guidance"] == 1.0  # the model's own: none
+    guided = parser.parse_args([COMMAND.name, "--model", str(run), "--out", str(tmp_path / "g"), "--set",
+                                "controllability=false", "--set", "horizons=[8]", "--set", "action_guidance=2.5"])
+    assert COMMAND.run(guided) == 0
+    assert json.loads((tmp_path / "g" / "report.json").read_text())["action_guidance"] == 2.5
 
 
 def test_a_bad_model_directory_is_one_clear_line(tmp_path):

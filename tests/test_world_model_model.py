@@ -13,9 +13,16 @@ import pytest
 import torch
 from wm_helpers import tiny_model_config, wan_vae_model_config
 
+from wovr_core.config import ConfigError
 from wovr_core.errors import DataError
 from wovr_core.types import DUMMY_ACTION
-from wovr_core.world_model.model import WorldModel, WorldState, codec_is_frame_wise
+from wovr_core.world_model.model import (
+    NULL_ACTION,
+    WorldModel,
+    WorldState,
+    codec_is_frame_wise,
+    without_commands,
+)
 
 B = 3
 
@@ -329,6 +336,52 @@ def test_loading_a_damaged_checkpoint_names_the_file(tmp_path, model):
     (tmp_path / "wm4" / "config.json").write_text('{"type": "oops"')
     with pytest.raises(DataError, match="config.json"):
         WorldModel.load(tmp_path / "wm4")
+
+
+def test_no_command_replaces_the_chunk_actions_and_keeps_the_context_actions():
+    window = torch.randn(2, 13, 7)
+    null = without_commands(window, context_frames=5)
+    assert torch.equal(null[:, :5], window[:, :5])
+    assert torch.equal(null[:, 5:], torch.as_tensor(NULL_ACTION).expand(2, 8, 7))
+    # The gripper of "no command" is neither open nor closed: no recorded action looks like it.
+    assert NULL_ACTION[-1] not in (-1.0, 1.0)
+
+
+def _sample_with_guidance(model: WorldModel, guidance: float, context, window_actions, steps: int):
+    old = model.config.action_guidance
+    model.config.action_guidance = guidance
+    try:
+        return model.sample(context, window_actions, steps=steps)
+    finally:
+        model.config.action_guidance = old
+
+
+def test_action_guidance_extrapolates_from_no_command_towards_the_commanded_actions(model):
+    frames, actions = _context(model)
+    state = model.observe(frames, actions)
+    window = torch.cat([state.actions, torch.as_tensor(model.normalize_actions(_chunk(model, 1)))], dim=1)
+    ctx = model.config.context_frames
+
+    def sample(guidance, acts=window, steps=1):
+        return _sample_with_guidance(model, guidance, state.latents, acts, steps).float()
+
+    # w = 0 is the prediction without a command, w = 1 (the default) the plain commanded one ...
+    torch.testing.assert_close(sample(0.0), sample(1.0, without_commands(window, ctx)), atol=1e-4, rtol=0)
+    assert torch.equal(sample(1.0), model.sample(state.latents, window, steps=1).float())
+    # ... and the velocity is linear in w: one Euler step moves w times the commanded difference.
+    torch.testing.assert_close(sample(3.0) - sample(1.0), 2 * (sample(1.0) - sample(0.0)), atol=1e-4, rtol=0)
+    assert (sample(3.0, steps=3) - sample(1.0, steps=3)).abs().mean() > 1e-3
+    # Batch elements stay independent with the doubled batch.
+    one = _sample_with_guidance(model, 3.0, state.latents[:1], window[:1], 3).float()
+    torch.testing.assert_close(one, sample(3.0, steps=3)[:1], atol=1e-4, rtol=0)
+
+
+def test_action_guidance_outside_its_range_is_refused():
+    for guidance in (-1.0, 50.0):
+        config = tiny_model_config()
+        config.action_guidance = guidance
+        with pytest.raises(ConfigError, match="action_guidance"):
+            config.validate()
 
 
 def test_bad_inputs_are_rejected_with_a_clear_message(model):

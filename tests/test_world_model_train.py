@@ -19,8 +19,8 @@ from wm_helpers import tiny_train_config, tiny_train_overrides, wovr_argv, write
 from wovr_core.config import ConfigError
 from wovr_core.errors import DataError
 from wovr_core.world_model import checkpoint as ckpt
-from wovr_core.world_model.model import WorldModel
-from wovr_core.world_model.train import WeightAverage, train_world_model
+from wovr_core.world_model.model import WorldModel, without_commands
+from wovr_core.world_model.train import WeightAverage, drop_commands, train_world_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,6 +156,33 @@ def test_a_run_reuses_or_goes_on_training_the_autoencoder_of_an_earlier_run(tmp_
     assert [h["stage"] for h in summary["history"]][0] == "autoencoder"
     before, after = _weights(first / "model" / "codec"), _weights(trained / "model" / "codec")
     assert any(not np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_action_dropout_replaces_the_commands_of_about_its_share_of_windows():
+    actions = torch.randn(4000, 13, 7)
+    assert torch.equal(drop_commands(actions, np.random.default_rng(0), 0.0, 5), actions)
+    dropped = drop_commands(actions, np.random.default_rng(0), 0.1, 5)
+    nulls = without_commands(actions, 5)
+    is_dropped = (dropped == nulls).flatten(1).all(dim=1)
+    assert torch.equal(dropped[~is_dropped], actions[~is_dropped])  # the others untouched
+    assert 0.08 < is_dropped.float().mean() < 0.12
+    assert torch.equal(dropped, drop_commands(actions, np.random.default_rng(0), 0.1, 5))  # a function of the rng
+
+
+def test_a_run_with_action_dropout_trains_a_model_that_imagines_with_action_guidance(tmp_path, data):
+    with pytest.raises(ConfigError, match="action_dropout"):
+        tiny_train_config(action_dropout=1.0)
+    out = tmp_path / "run"
+    train_world_model(tiny_train_config(ae_max_steps=1, max_steps=2, action_dropout=0.5), [data], out)
+    model = WorldModel.load(out / "model").prepare_for_inference().use_action_guidance(2.5)
+    assert model.config.action_guidance == 2.5
+    size = model.config.image_size
+    frames = {c: np.full((2, 1, size, size, 3), 128, np.uint8) for c in model.config.cameras}
+    chunk = np.zeros((2, model.config.chunk_frames, 7), np.float32)
+    imagined, _ = model.imagine(model.observe(frames), chunk)
+    assert all(v.shape == (2, model.config.chunk_frames, size, size, 3) for v in imagined.values())
+    with pytest.raises(ConfigError, match="action_guidance"):
+        model.use_action_guidance(-1.0)
 
 
 def test_resuming_with_a_different_config_is_refused(tmp_path, data):

@@ -105,6 +105,7 @@ def evaluate_stage(ctx: StageContext) -> StageResult:
     wm_dir = ws.abs(ctx.output("world_model", ModelOutput).path)
     reward_dir = ws.abs(ctx.output("reward", ModelOutput).path)
     world = WorldModel.load(wm_dir, device=device).prepare_for_inference()
+    world.use_action_guidance(ctx.config.rl.env.action_guidance)
     scorer = SuccessClassifier.load(reward_dir, device=device)
     env = WorldModelEnv(world, scorer, ctx.config.rl.env)
     cameras = list(world.config.cameras)

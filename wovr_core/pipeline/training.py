@@ -108,6 +108,7 @@ def imagination_rl(ctx: StageContext) -> StageResult:
     policy = load_vla_policy(source, device=device, seed=ctx.config.seed)
     token_policy = VLATokenPolicy(policy)
     world = WorldModel.load(wm_dir, device=device).prepare_for_inference()
+    world.use_action_guidance(cfg.env.action_guidance)
     scorer = SuccessClassifier.load(reward_dir, device=device)
     env = WorldModelEnv(world, scorer, cfg.env)
     pool = StartPool(ctx.data_roots(), cfg, scorer, list(world.config.cameras), world.config.image_size,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from wovr_core.config import ConfigError
+from wovr_core.world_model.config import check_action_guidance
 
 KEYFRAME_SOURCES = ("operator", "intervention", "failure", "drop", "stall", "grasp")
 """Where keyframes come from: marked by the operator while recording, or mined from policy rollouts."""
@@ -57,6 +58,9 @@ class EnvConfig:
     # +-1: the policy would be trained on noise. Measured with benchmarks/imagined_success.py.
     reward_signal: Literal["success", "probability"] = "success"
     success_threshold: float = 0.5  # (paper)
+    # Imagine with this action guidance instead of the world model's own (WorldModelConfig.action_guidance;
+    # needs a model trained with action_dropout > 0); None: the model's.
+    action_guidance: float | None = None
 
     @property
     def max_chunks(self) -> int:
@@ -72,6 +76,8 @@ class EnvConfig:
             raise ConfigError(f"env.done_threshold must be in (0, 1], got {self.done_threshold}")
         if not 0 < self.success_threshold <= 1:
             raise ConfigError(f"env.success_threshold must be in (0, 1], got {self.success_threshold}")
+        if self.action_guidance is not None:
+            check_action_guidance(self.action_guidance)
 
 
 def _default_source_weights() -> dict[str, float]:

@@ -342,6 +342,7 @@ def run_imagination_rl(config: RLRunConfig, policy_dir: str | Path, world_model_
     policy = load_vla_policy(source, device=device, seed=config.seed)
     token_policy = VLATokenPolicy(policy)
     world = WorldModel.load(Path(world_model_dir).expanduser(), device=device).prepare_for_inference()
+    world.use_action_guidance(config.rl.env.action_guidance)
     scorer = SuccessClassifier.load(Path(reward_dir).expanduser(), device=device)
     env = WorldModelEnv(world, scorer, config.rl.env)
     pool = StartPool([Path(r).expanduser() for r in data_roots], config.rl, scorer, list(world.config.cameras),

@@ -19,6 +19,8 @@ from wovr_core.config import ConfigError
 
 CAMERAS = ("agentview", "wrist")
 
+MAX_ACTION_GUIDANCE = 20.0  # far past any useful scale; larger values only amplify the model's errors
+
 # Local diffusers-format Wan2.2-TI2V-5B folder (subfolders transformer/ and vae/); nothing is downloaded.
 WAN22_TI2V_DIR = "~/.cache/wovr/models/Wan2.2-TI2V-5B-Diffusers"
 
@@ -126,6 +128,11 @@ class WorldModelConfig:
     # Memory frames are noised up to this level in training while the model is told t = 0, so it learns to
     # cope with its own imperfect frames during long rollouts.
     memory_noise_max: float = 0.2
+    # Action guidance in sampling: velocity = v(no command) + w (v(actions) - v(no command)), the chunk's actions
+    # replaced by NULL_ACTION for the first term. 1 = none (the paper's: one model call per Euler step); w > 1
+    # amplifies what the commanded actions change (two calls). Needs a model trained with action_dropout > 0,
+    # otherwise it never learned what "no command" predicts.
+    action_guidance: float = 1.0
     # Every imagine() call draws the same noise: the simulator is deterministic, the spread comes from the
     # policy.
     seed: int = 0
@@ -155,6 +162,7 @@ class WorldModelConfig:
             raise ConfigError(f"timestep_shift must be > 0, got {self.timestep_shift}")
         if not 0 <= self.memory_noise_max < 1:
             raise ConfigError(f"memory_noise_max must be in [0, 1), got {self.memory_noise_max}")
+        check_action_guidance(self.action_guidance)
 
 
 @dataclass
@@ -193,6 +201,9 @@ class WorldModelTrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 200
     grad_clip: float = 1.0
+    # Share of training windows whose generated chunk gets NULL_ACTION instead of its actions, so the model also
+    # learns the prediction without a command that model.action_guidance compares against (0: off).
+    action_dropout: float = 0.0
     # Exponential moving average of the denoiser's weights (0: off). Validation, the saved best model and so
     # imagination use the average, which samples cleaner frames than the last step's noisy weights.
     ema_decay: float = 0.999
@@ -232,8 +243,15 @@ class WorldModelTrainConfig:
             raise ConfigError("val_every, ae_val_every and checkpoint_every must be >= 1")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 <= self.action_dropout < 1:
+            raise ConfigError(f"action_dropout must be in [0, 1), got {self.action_dropout}")
         if self.patience < 1 or self.keep_checkpoints < 1:
             raise ConfigError("patience and keep_checkpoints must be >= 1")
+
+
+def check_action_guidance(guidance: float) -> None:
+    if not 0 <= guidance <= MAX_ACTION_GUIDANCE:
+        raise ConfigError(f"action_guidance must be in [0, {MAX_ACTION_GUIDANCE}] (1: no guidance), got {guidance}")
 
 
 def expand(path: str) -> Path:
@@ -263,6 +281,8 @@ class WorldModelEvalConfig:
     # actions is an imagined success when a frame reaches this probability (the imagined env's
     # rl.env.success_threshold); 0 skips it.
     outcome_threshold: float = 0.5
+    # Sample with this action guidance instead of the model's own (model.action_guidance); None: the model's.
+    action_guidance: float | None = None
     seed: int = 0
     threads: int = 0
 
@@ -275,3 +295,5 @@ class WorldModelEvalConfig:
             raise ConfigError(f"control_magnitude must be in (0, 1], got {self.control_magnitude}")
         if not 0 <= self.outcome_threshold <= 1:
             raise ConfigError(f"outcome_threshold must be in [0, 1], got {self.outcome_threshold}")
+        if self.action_guidance is not None:
+            check_action_guidance(self.action_guidance)

@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model_dir, split_path = resolve_run(args.model)
-    model = WorldModel.load(model_dir).prepare_for_inference()
+    model = WorldModel.load(model_dir).prepare_for_inference().use_action_guidance(cfg.action_guidance)
     probe_keys: list = []
     if args.data:
         datasets = open_datasets(args.data, model.config.cameras)

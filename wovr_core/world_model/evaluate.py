@@ -125,6 +125,7 @@ def evaluate_world_model(model: WorldModel, datasets, keys: Sequence[EpisodeKey]
     report: dict[str, Any] = {
         "episodes": [list(e.key) for e in usable],
         "start": cfg.start,
+        "action_guidance": mcfg.action_guidance,
         "psnr": _by_horizon(per_frame_psnr, cfg.horizons),
         "ssim": _by_horizon(per_frame_ssim, cfg.horizons),
         "psnr_baselines": {name: _by_horizon(curves, cfg.horizons) for name, curves in baseline_psnr.items()},

@@ -6,8 +6,8 @@ Window layout (frames; latent frames with a causal codec group them by k)::
       t=0   t=0 (noised in training)  t   generated chunk, one action per frame
 
 Rectified flow: ``x_t = (1 - t) x_0 + t eps``, the model predicts ``eps - x_0``, the loss covers the
-generated frames only. Sampling: ``euler_steps`` Euler steps from t = 1 to 0, no guidance, the same noise
-on every call and for every batch element (a deterministic simulator).
+generated frames only. Sampling: ``euler_steps`` Euler steps from t = 1 to 0, the same noise on every call
+and for every batch element (a deterministic simulator); no guidance unless ``action_guidance`` != 1.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from wovr_core.transforms import Normalize, NormStats, load_norm_stats, resize_i
 from wovr_core.types import ACTION_DIM, DUMMY_ACTION
 from wovr_core.world_model.checkpoint import load_pretrained
 from wovr_core.world_model.codec import Codec, build_codec, load_codec
-from wovr_core.world_model.config import WorldModelConfig
+from wovr_core.world_model.config import WorldModelConfig, check_action_guidance
 from wovr_core.world_model.denoiser import ActionConditionedWan, shifted
 
 ACTION_KEY = "action"
@@ -39,6 +39,17 @@ MANIFEST_FILE = "manifest.json"
 TRANSFORMER_DIR = "transformer"
 
 Frames = dict[str, np.ndarray]  # camera -> (B, T, H, W, 3) uint8
+
+# "No command", in normalized action space: the arm at the middle of its range and the gripper neither open
+# (-1) nor closed (+1), a value no recorded action takes, so the model cannot mistake it for "stay still".
+NULL_ACTION = np.zeros(ACTION_DIM, np.float32)
+
+
+def without_commands(window_actions: torch.Tensor, context_frames: int) -> torch.Tensor:
+    """(B, N, 7) normalized window actions with the generated frames' actions replaced by NULL_ACTION; the
+    context frames' actions stay, since they tell how the frames the model sees came about."""
+    null = torch.as_tensor(NULL_ACTION, device=window_actions.device, dtype=window_actions.dtype)
+    return torch.cat([window_actions[:, :context_frames], null.expand_as(window_actions[:, context_frames:])], dim=1)
 
 
 @dataclass
@@ -169,6 +180,14 @@ class WorldModel(nn.Module):
         self.eval().requires_grad_(False)
         return self.to(device=device, dtype=dtype) if device is not None else self.to(dtype=dtype)
 
+    def use_action_guidance(self, guidance: float | None) -> WorldModel:
+        """Sample with this action guidance from now on (``WorldModelConfig.action_guidance``); None keeps the
+        model's own."""
+        if guidance is not None:
+            check_action_guidance(guidance)
+            self.config.action_guidance = float(guidance)
+        return self
+
     def compile_for_inference(self) -> WorldModel:
         """torch.compile the denoiser for sampling (about 3x on a CPU, where Wan's many small element-wise
         operations dominate); the first call compiles (a minute or more). Weights stay shared."""
@@ -296,9 +315,17 @@ class WorldModel(nn.Module):
         x = torch.randn((1, c, n_gen, h, w), generator=generator).to(context.device, context.dtype).expand(b, -1, -1, -1, -1)
         times = shifted(torch.linspace(1.0, 0.0, steps + 1), cfg.timestep_shift).tolist()
         zeros = torch.zeros(b, n_ctx, device=context.device)
+        copies = 1 if cfg.action_guidance == 1.0 else 2
+        if copies == 2:  # one call of twice the batch: the commanded actions, then no command
+            context, zeros = torch.cat([context, context]), torch.cat([zeros, zeros])
+            window_actions = torch.cat([window_actions, without_commands(window_actions, cfg.context_frames)])
         for t, t_next in zip(times[:-1], times[1:], strict=True):
-            frame_t = torch.cat([zeros, torch.full((b, n_gen), t, device=context.device)], dim=1)
-            velocity = self._denoise(torch.cat([context, x], dim=2), frame_t, window_actions)[:, :, n_ctx:]
+            inputs = torch.cat([context, x.repeat(copies, 1, 1, 1, 1)], dim=2)
+            frame_t = torch.cat([zeros, torch.full((copies * b, n_gen), t, device=context.device)], dim=1)
+            velocity = self._denoise(inputs, frame_t, window_actions)[:, :, n_ctx:]
+            if copies == 2:
+                commanded, uncommanded = velocity.chunk(2)
+                velocity = uncommanded + cfg.action_guidance * (commanded - uncommanded)
             x = x + (t_next - t) * velocity.to(x.dtype)
         return x
 

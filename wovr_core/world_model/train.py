@@ -57,7 +57,7 @@ from wovr_core.world_model.data import (
 )
 from wovr_core.world_model.evaluate import rollout_open_loop
 from wovr_core.world_model.metrics import psnr
-from wovr_core.world_model.model import WorldModel
+from wovr_core.world_model.model import WorldModel, without_commands
 from wovr_core.world_model.visualize import frame_grid, side_by_side, stack_rows, write_mp4
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,13 @@ RESUMABLE_CHANGES = {"max_steps", "ae_max_steps", "patience", "min_delta", "val_
                      "checkpoint_every", "keep_checkpoints", "threads", "log_images_every"}
 VAL_ROLLOUT_EPISODES = 4
 LOG_EVERY = 50  # steps between loss lines in the log when no progress bar is shown
+
+
+def drop_commands(actions: torch.Tensor, rng: np.random.Generator, share: float, context_frames: int) -> torch.Tensor:
+    """Each window's generated-frame actions replaced by NULL_ACTION with probability ``share`` (action
+    dropout: the model also learns what it predicts without a command, which action guidance needs)."""
+    drop = torch.as_tensor(rng.random(len(actions)) < share, device=actions.device).view(-1, 1, 1)
+    return torch.where(drop, without_commands(actions, context_frames), actions)
 
 
 # ------------------------------------------------------------------------------------------- run setup
@@ -441,6 +448,8 @@ class WorldModelTrainer:
             while self.state["step"] < cfg.max_steps and not stopper.should_stop:
                 rng, gen = self._step_randomness("denoiser", self.state["step"] + 1)
                 latents, actions = source.batch(rng, cfg.batch_size)
+                if cfg.action_dropout > 0:
+                    actions = drop_commands(actions, rng, cfg.action_dropout, model.config.context_frames)
                 with self.accelerator.autocast():
                     loss = model_p(latents, actions, gen)
                 optimizer.zero_grad(set_to_none=True)
