@@ -105,19 +105,18 @@ def _rl_config(args, sizes, budget: int = 0, extra: tuple[str, ...] = ()):
     return make_config(RLRunConfig, "tiny", overrides)
 
 
-def _imagined(args, world_model: str, reward_model: str, starts_dataset: Path, policy: Path) -> dict[str, Any]:
-    """Success of ``policy`` in imagination (the base world model + reward model), per task."""
-    from wovr_core.config import make_config
+def _imagined(args, env_config, world_model: str, reward_model: str, starts_dataset: Path,
+              policy: Path) -> dict[str, Any]:
+    """Success of ``policy`` in imagination (the base world model + reward model, the RL runs' env), per task."""
     from wovr_core.data import EpisodeDataset
     from wovr_core.policy.vla_policy import load_vla_policy
     from wovr_core.reward import SuccessClassifier
     from wovr_core.rl import VLATokenPolicy, WorldModelEnv, imagined_success
-    from wovr_core.rl.config import RLConfig
     from wovr_core.rl.starts import starts_per_task
     from wovr_core.world_model import WorldModel
 
-    world = WorldModel.load(world_model).prepare_for_inference()
-    env = WorldModelEnv(world, SuccessClassifier.load(reward_model), make_config(RLConfig, "tiny").env)
+    world = WorldModel.load(world_model).prepare_for_inference().use_action_guidance(env_config.action_guidance)
+    env = WorldModelEnv(world, SuccessClassifier.load(reward_model), env_config)
     with EpisodeDataset(starts_dataset) as dataset:
         starts = starts_per_task(dataset, IMAGINED_STARTS_PER_TASK, list(world.config.cameras),
                                  world.config.image_size)
@@ -303,8 +302,8 @@ def main() -> None:
                  **{name: (Path(a["policy"]), a["eval"]) for name, a in ablations.items()}}
     checkpoints = {}
     for name, (policy, real) in evaluated.items():
-        imagined = ws.run(f"imagined_{name}", lambda p=policy: _imagined(args, wm["model"], rm["model"],
-                                                                          Path(rollouts["dataset"]), p))
+        imagined = ws.run(f"imagined_{name}", lambda p=policy: _imagined(
+            args, _rl_config(args, sizes).rl.env, wm["model"], rm["model"], Path(rollouts["dataset"]), p))
         checkpoints[name] = {"imagined": imagined["average_success"], "real": real["average_success"],
                              "policy": str(policy), "imagined_per_task": imagined["tasks"]}
     r = pearson_r([(c["imagined"], c["real"]) for c in checkpoints.values()])
