@@ -349,11 +349,10 @@ def test_no_command_replaces_the_chunk_actions_and_keeps_the_context_actions():
 
 def _sample_with_guidance(model: WorldModel, guidance: float, context, window_actions, steps: int):
     old = model.config.action_guidance
-    model.config.action_guidance = guidance
     try:
-        return model.sample(context, window_actions, steps=steps)
+        return model.use_action_guidance(guidance).sample(context, window_actions, steps=steps)
     finally:
-        model.config.action_guidance = old
+        model.use_action_guidance(old)
 
 
 def test_action_guidance_extrapolates_from_no_command_towards_the_commanded_actions(model):
