@@ -47,11 +47,11 @@ PACE = ["pace.rollouts_per_task=4", "pace.first_init_state=20", "pace.world_mode
         "pace.world_model.val_rollout_frames=32", "pace.reward.threads=1", "pace.reward.patience=5"]
 
 
-def _twin_eval(checkpoint: Path, out: Path, workers: int) -> dict:
+def _twin_eval(checkpoint: Path, out: Path, workers: int, episodes_per_task: int = 10) -> dict:
     from wovr_core.policy.evaluate import EvalConfig, evaluate_checkpoint, format_table, success_summary
 
-    results = evaluate_checkpoint(checkpoint, EvalConfig(suite="libero_object", episodes_per_task=10, workers=workers,
-                                                         videos=2, threads=1), out, progress=True)
+    results = evaluate_checkpoint(checkpoint, EvalConfig(suite="libero_object", episodes_per_task=episodes_per_task,
+                                                         workers=workers, videos=2, threads=1), out, progress=True)
     print(format_table(results))
     return success_summary(results)
 
@@ -97,6 +97,8 @@ def main() -> None:
                         default=None, help="start / keyframe datasets (default: the demos and the base rollouts)")
     parser.add_argument("--updates", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="twin processes of the evaluation")
+    parser.add_argument("--eval-episodes-per-task", type=int, default=10,
+                        help="twin episodes per task of each evaluation (init states 0..N-1, at most 10)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="RLRunConfig override, e.g. --set rl.keyframes.kir_share=0")
     parser.add_argument("--pace", action="store_true",
@@ -106,6 +108,8 @@ def main() -> None:
     parser.add_argument("--workspace", default=str(BENCH / "imagination_rl"))
     parser.add_argument("--out", default=str(RESULTS / "imagination_rl.json"))
     args = parser.parse_args()
+    if not 1 <= args.eval_episodes_per_task <= 10:  # init states 10.. are the online baseline's
+        parser.error("--eval-episodes-per-task must be in 1..10")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -140,25 +144,30 @@ def main() -> None:
         opened = {d: stack.enter_context(EpisodeDataset(d)) for d in data}
         episodes = {d: len(ds) for d, ds in opened.items()}
         policy_rollouts = sum(ds.meta(i).source == "policy" for ds in opened.values() for i in range(len(ds)))
-    after = ws.run("eval", lambda: _twin_eval(Path(trained["policy"]), ws.root / "eval", args.workers))
+    per_task = args.eval_episodes_per_task
+
+    def evaluation(stage: str, policy: str | Path) -> dict:
+        stage = stage if per_task == 10 else f"{stage}_{per_task}_per_task"  # another count: another stage
+        return ws.run(stage, lambda: _twin_eval(Path(policy), ws.root / stage, args.workers, per_task))
+
+    after = evaluation("eval", trained["policy"])
     before = success_summary(json.loads(Path(args.base_results).read_text()))
     pace = ws.run("pace", lambda: _pace(cfg, args, data, ws.root)) if args.pace else None
-    after_pace = (ws.run("pace_eval", lambda: _twin_eval(Path(pace["policy"]), ws.root / "pace_eval", args.workers))
-                  if pace else None)
+    after_pace = evaluation("pace_eval", pace["policy"]) if pace else None
     baseline = baseline_eval = None
     if args.baseline:  # the twin trajectories WoVR's models were built from, spent on GRPO in the twin instead
         budget = policy_rollouts + (pace["real_trajectories"] if pace else 0)
         baseline = ws.run(f"online_grpo_{budget}", lambda: _online_grpo(cfg, args.policy, budget,
                                                                         ws.root / f"online_grpo_{budget}"))
-        baseline_eval = ws.run(f"online_grpo_{budget}_eval", lambda: _twin_eval(
-            Path(baseline["policy"]), ws.root / f"online_grpo_{budget}_eval", args.workers))
+        baseline_eval = evaluation(f"online_grpo_{budget}_eval", baseline["policy"])
     result = {
-        "what": "libero_object twin success (LIBERO's predicate, init states 0-9 of every task) of the base policy "
-                "and of the same policy after GRPO in imagination only"
+        "what": f"libero_object twin success (LIBERO's predicate, init states 0-{per_task - 1} of every task) of the "
+                "base policy and of the same policy after GRPO in imagination only"
                 + (", then after the rest of PACE (after_pace)" if args.pace else "")
                 + (", and after same-budget online GRPO in the twin (online_grpo)" if args.baseline else ""),
         "command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "base": before["success"], "after_rl": after["success"], "episodes": after["episodes"],
+        "base": before["success"], "base_episodes": before["episodes"],
+        "after_rl": after["success"], "episodes": after["episodes"],
         "gain_points": round(100 * (after["success"] - before["success"]), 1),
         "per_task": {t: {"base": before["per_task"].get(t), "after_rl": s} for t, s in after["per_task"].items()},
         "imagined_success_per_update": trained["imagined_success_per_update"],
