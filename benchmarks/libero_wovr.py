@@ -301,9 +301,10 @@ def main() -> None:
                  "online_grpo": (Path(base_line["policy"]), baseline_eval),
                  **{name: (Path(a["policy"]), a["eval"]) for name, a in ablations.items()}}
     checkpoints = {}
+    env_config = _rl_config(args, sizes).rl.env  # the RL runs' imagined env, guidance included
     for name, (policy, real) in evaluated.items():
         imagined = ws.run(f"imagined_{name}", lambda p=policy: _imagined(
-            args, _rl_config(args, sizes).rl.env, wm["model"], rm["model"], Path(rollouts["dataset"]), p))
+            args, env_config, wm["model"], rm["model"], Path(rollouts["dataset"]), p))
         checkpoints[name] = {"imagined": imagined["average_success"], "real": real["average_success"],
                              "policy": str(policy), "imagined_per_task": imagined["tasks"]}
     r = pearson_r([(c["imagined"], c["real"]) for c in checkpoints.values()])
