@@ -4,10 +4,11 @@
 
 The libero_object base policy trains only in the world model (``wovr rl``: masked GRPO, KIR starts, rewards from
 the reward model; no simulator step during RL), then the base and the trained policy are evaluated in the twin
-on LIBERO's init states 0-9 of every task with LIBERO's predicate. The inputs are the other benchmarks' cached
+on the same episodes, LIBERO's init states 0..N-1 of every task (``--eval-episodes-per-task``), with LIBERO's
+predicate. The inputs are the other benchmarks' cached
 models, so this isolates what RL in imagination does with them:
 
-* base policy: benchmarks/base_policy.py (3 noisy demos per task, its twin evaluation is reused);
+* base policy: benchmarks/base_policy.py (3 noisy demos per task);
 * world model: benchmarks/world_model_fidelity.py (demos + 40 base-policy rollouts);
 * reward model: ``benchmarks/reward_model.py --world-model WM --view imagined`` (demos + the same rollouts, half
   of each batch the world model's imagined replay);
@@ -47,11 +48,17 @@ PACE = ["pace.rollouts_per_task=4", "pace.first_init_state=20", "pace.world_mode
         "pace.world_model.val_rollout_frames=32", "pace.reward.threads=1", "pace.reward.patience=5"]
 
 
-def _twin_eval(checkpoint: Path, out: Path, workers: int, episodes_per_task: int = 10) -> dict:
-    from wovr_core.policy.evaluate import EvalConfig, evaluate_checkpoint, format_table, success_summary
+def _eval_config(workers: int, episodes_per_task: int, videos: int = 0):
+    from wovr_core.policy.evaluate import EvalConfig
 
-    results = evaluate_checkpoint(checkpoint, EvalConfig(suite="libero_object", episodes_per_task=episodes_per_task,
-                                                         workers=workers, videos=2, threads=1), out, progress=True)
+    return EvalConfig(suite="libero_object", episodes_per_task=episodes_per_task, workers=workers, videos=videos,
+                      threads=1)
+
+
+def _twin_eval(checkpoint: Path, out: Path, workers: int, episodes_per_task: int = 10) -> dict:
+    from wovr_core.policy.evaluate import evaluate_checkpoint, format_table, success_summary
+
+    results = evaluate_checkpoint(checkpoint, _eval_config(workers, episodes_per_task, videos=2), out, progress=True)
     print(format_table(results))
     return success_summary(results)
 
@@ -89,8 +96,10 @@ def _online_grpo(cfg, policy: str, budget: int, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", default=str(BASE / "run/policy"))
-    parser.add_argument("--base-results", default=str(BASE / "eval/results.json"),
-                        help="the base policy's twin evaluation (wovr eval results.json, init states 0-9)")
+    parser.add_argument("--base-eval", default=None, metavar="DIR",
+                        help="where the base policy's twin evaluation lives (default: the workspace's base_eval); "
+                             "episodes already there with the same settings are reused, so one directory can "
+                             "serve several workspaces")
     parser.add_argument("--world-model", default=str(BENCH / "wm_bench/wm_run/model"))
     parser.add_argument("--reward-model", default=str(BENCH / "reward_model_imagined"))
     parser.add_argument("--data", action="append", metavar="DIR",
@@ -117,7 +126,7 @@ def main() -> None:
     from wovr_core.config import make_config
     from wovr_core.data import EpisodeDataset
     from wovr_core.pipeline.stage_cache import StageCache
-    from wovr_core.policy.evaluate import success_summary
+    from wovr_core.policy.evaluate import evaluate_checkpoint, success_summary
     from wovr_core.rl.run import run_imagination_rl
     from wovr_core.rl.run_config import RLRunConfig
 
@@ -151,7 +160,10 @@ def main() -> None:
         return ws.run(stage, lambda: _twin_eval(Path(policy), ws.root / stage, args.workers, per_task))
 
     after = evaluation("eval", trained["policy"])
-    before = success_summary(json.loads(Path(args.base_results).read_text()))
+    # The base policy on the same episodes as the trained one: a paired comparison, not two samples.
+    base_eval_dir = Path(args.base_eval).expanduser() if args.base_eval else ws.root / "base_eval"
+    before = success_summary(evaluate_checkpoint(
+        args.policy, _eval_config(args.workers, per_task), base_eval_dir, progress=True))
     pace = ws.run("pace", lambda: _pace(cfg, args, data, ws.root)) if args.pace else None
     after_pace = evaluation("pace_eval", pace["policy"]) if pace else None
     baseline = baseline_eval = None
