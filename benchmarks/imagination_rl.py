@@ -5,8 +5,8 @@
 The libero_object base policy trains only in the world model (``wovr rl``: masked GRPO, KIR starts, rewards from
 the reward model; no simulator step during RL), then the base and the trained policy are evaluated in the twin
 on the same episodes, LIBERO's init states 0..N-1 of every task (``--eval-episodes-per-task``), with LIBERO's
-predicate. The inputs are the other benchmarks' cached
-models, so this isolates what RL in imagination does with them:
+predicate. The inputs are the other benchmarks' cached models, so this isolates what RL in imagination does with
+them:
 
 * base policy: benchmarks/base_policy.py (3 noisy demos per task);
 * world model: benchmarks/world_model_fidelity.py (demos + 40 base-policy rollouts);
