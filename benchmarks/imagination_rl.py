@@ -48,17 +48,11 @@ PACE = ["pace.rollouts_per_task=4", "pace.first_init_state=20", "pace.world_mode
         "pace.world_model.val_rollout_frames=32", "pace.reward.threads=1", "pace.reward.patience=5"]
 
 
-def _eval_config(workers: int, episodes_per_task: int, videos: int = 0):
-    from wovr_core.policy.evaluate import EvalConfig
-
-    return EvalConfig(suite="libero_object", episodes_per_task=episodes_per_task, workers=workers, videos=videos,
-                      threads=1)
-
-
 def _twin_eval(checkpoint: Path, out: Path, workers: int, episodes_per_task: int = 10) -> dict:
-    from wovr_core.policy.evaluate import evaluate_checkpoint, format_table, success_summary
+    from wovr_core.policy.evaluate import EvalConfig, evaluate_checkpoint, format_table, success_summary
 
-    results = evaluate_checkpoint(checkpoint, _eval_config(workers, episodes_per_task, videos=2), out, progress=True)
+    results = evaluate_checkpoint(checkpoint, EvalConfig(suite="libero_object", episodes_per_task=episodes_per_task,
+                                                         workers=workers, videos=2, threads=1), out, progress=True)
     print(format_table(results))
     return success_summary(results)
 
@@ -126,7 +120,6 @@ def main() -> None:
     from wovr_core.config import make_config
     from wovr_core.data import EpisodeDataset
     from wovr_core.pipeline.stage_cache import StageCache
-    from wovr_core.policy.evaluate import evaluate_checkpoint, success_summary
     from wovr_core.rl.run import run_imagination_rl
     from wovr_core.rl.run_config import RLRunConfig
 
@@ -162,8 +155,7 @@ def main() -> None:
     after = evaluation("eval", trained["policy"])
     # The base policy on the same episodes as the trained one: a paired comparison, not two samples.
     base_eval_dir = Path(args.base_eval).expanduser() if args.base_eval else ws.root / "base_eval"
-    before = success_summary(evaluate_checkpoint(
-        args.policy, _eval_config(args.workers, per_task), base_eval_dir, progress=True))
+    before = _twin_eval(Path(args.policy), base_eval_dir, args.workers, per_task)
     pace = ws.run("pace", lambda: _pace(cfg, args, data, ws.root)) if args.pace else None
     after_pace = evaluation("pace_eval", pace["policy"]) if pace else None
     baseline = baseline_eval = None
