@@ -18,6 +18,7 @@ from wovr_core.errors import DataError
 from wovr_core.types import DUMMY_ACTION
 from wovr_core.world_model.model import (
     NULL_ACTION,
+    ActionContrast,
     WorldModel,
     WorldState,
     codec_is_frame_wise,
@@ -205,6 +206,48 @@ def test_loss_trains_both_the_transformer_and_the_action_encoder():
     assert len({l1.item(), *at.values()}) == 3
     with pytest.raises(ValueError, match="noise_level"):
         wm.loss(latents, actions, noise_level=0.0)
+
+
+
+def _relative_gap(wm: WorldModel, latents, actions, altered) -> float:
+    with torch.no_grad():
+        recorded = wm.loss(latents, actions, generator=torch.Generator().manual_seed(5)).item()
+        other = wm.loss(latents, altered, generator=torch.Generator().manual_seed(5)).item()
+    return (other - recorded) / recorded
+
+
+def test_the_action_contrast_hinge_pays_until_altered_actions_cost_its_margin():
+    torch.manual_seed(0)
+    wm = WorldModel.build(tiny_model_config())
+    latents = torch.randn(4, wm.codec.latent_channels, 13, 8, 8)
+    actions = torch.randn(4, 13, 7)
+    altered = actions.clone()
+    altered[:, wm.config.context_frames:, :3] *= -1
+    with torch.no_grad():
+        plain = wm.loss(latents, actions, generator=torch.Generator().manual_seed(3)).item()
+        # Unaltered "altered" actions: no gap, so the whole margin is paid, on top of the plain loss.
+        same = wm.loss(latents, actions, generator=torch.Generator().manual_seed(3),
+                       contrast=ActionContrast(actions, weight=2.0, margin=0.1)).item()
+        # A margin already met costs nothing.
+        met = wm.loss(latents, actions, generator=torch.Generator().manual_seed(3),
+                      contrast=ActionContrast(altered, weight=2.0, margin=-1.0)).item()
+    assert same == pytest.approx(plain + 0.2, rel=1e-5)
+    assert met == pytest.approx(plain, rel=1e-5)
+    # Training on the hinge makes the model's prediction depend on the reversed translation; the same steps
+    # without it (weight 0) hardly do.
+    gaps = {}
+    for weight in (0.0, 5.0):
+        torch.manual_seed(1)
+        trained = WorldModel.build(tiny_model_config())
+        optimizer = torch.optim.Adam(trained.denoiser.parameters(), lr=3e-3)
+        for step in range(40):
+            loss = trained.loss(latents, actions, generator=torch.Generator().manual_seed(100 + step),
+                                contrast=ActionContrast(altered, weight=weight, margin=0.5))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        gaps[weight] = _relative_gap(trained, latents, actions, altered)
+    assert gaps[5.0] > gaps[0.0] + 0.2
 
 
 def _loss_with_output_offsets(wm: WorldModel, latents, actions, context_offset: float, chunk_offset: float) -> float:

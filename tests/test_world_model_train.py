@@ -20,7 +20,12 @@ from wovr_core.config import ConfigError
 from wovr_core.errors import DataError
 from wovr_core.world_model import checkpoint as ckpt
 from wovr_core.world_model.model import WorldModel, without_commands
-from wovr_core.world_model.train import WeightAverage, drop_commands, train_world_model
+from wovr_core.world_model.train import (
+    WeightAverage,
+    drop_commands,
+    reverse_chunk_translation,
+    train_world_model,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -183,6 +188,27 @@ def test_a_run_with_action_dropout_trains_a_model_that_imagines_with_action_guid
     assert all(v.shape == (2, model.config.chunk_frames, size, size, 3) for v in imagined.values())
     with pytest.raises(ConfigError, match="action_guidance"):
         model.use_action_guidance(-1.0)
+
+
+
+def test_action_contrast_reverses_only_the_generated_chunks_translation():
+    actions = torch.randn(3, 13, 7)
+    reversed_actions = reverse_chunk_translation(actions, 5)
+    torch.testing.assert_close(reversed_actions[:, 5:, :3], -actions[:, 5:, :3], rtol=0, atol=0)
+    torch.testing.assert_close(reversed_actions[:, :5], actions[:, :5], rtol=0, atol=0)  # context: as recorded
+    torch.testing.assert_close(reversed_actions[:, :, 3:], actions[:, :, 3:], rtol=0, atol=0)  # rotation, gripper
+    assert not torch.equal(reversed_actions, actions)
+
+
+def test_a_run_with_action_contrast_trains_and_checks_its_settings(tmp_path, data):
+    with pytest.raises(ConfigError, match="action_contrast"):
+        tiny_train_config(action_contrast=-1.0)
+    with pytest.raises(ConfigError, match="action_contrast_margin"):
+        tiny_train_config(action_contrast=1.0, action_contrast_margin=0.0)
+    summary = train_world_model(tiny_train_config(ae_max_steps=1, max_steps=2, action_contrast=1.0), [data],
+                                tmp_path / "run")
+    assert summary["history"][-1]["stage"] == "denoiser" and np.isfinite(summary["history"][-1]["val_loss"])
+    assert (tmp_path / "run" / "model" / "config.json").exists()
 
 
 def test_resuming_with_a_different_config_is_refused(tmp_path, data):

@@ -52,6 +52,16 @@ def without_commands(window_actions: torch.Tensor, context_frames: int) -> torch
     return torch.cat([window_actions[:, :context_frames], null.expand_as(window_actions[:, context_frames:])], dim=1)
 
 
+@dataclass(frozen=True)
+class ActionContrast:
+    """The action-contrast hinge of a training batch: ``actions`` (B, N, 7), the window's actions altered, must
+    raise the denoising loss by ``margin`` of the recorded actions' loss; ``weight`` scales the hinge."""
+
+    actions: torch.Tensor
+    weight: float
+    margin: float
+
+
 @dataclass
 class WorldState:
     """What the model remembers between calls: the latent context and the (normalized) actions that led
@@ -330,19 +340,33 @@ class WorldModel(nn.Module):
         return x
 
     # ---- training ---------------------------------------------------------------------------------------
-    def forward(self, latents: torch.Tensor, actions: torch.Tensor,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, latents: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None,
+                contrast: ActionContrast | None = None) -> torch.Tensor:
         """The training loss (forward is what distributed wrappers hook into); see :meth:`loss`."""
-        return self.loss(latents, actions, generator)
+        return self.loss(latents, actions, generator, contrast=contrast)
 
     def loss(self, latents: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None,
-             noise_level: float | None = None) -> torch.Tensor:
+             noise_level: float | None = None, contrast: ActionContrast | None = None) -> torch.Tensor:
         """Rectified-flow loss of a batch of clip windows.
 
         ``latents`` (B, C, F, h, w): the clean latent window (context then chunk); ``actions`` (B, N, 7):
         normalized actions of the window's frames. ``generator`` fixes t and the noise (validation);
         ``noise_level`` sets every window's t (after the time warp) instead of drawing it (diagnostics).
+        ``contrast`` adds its hinge, the altered actions denoised from the same noisy window.
         """
+        action_sets = [actions] if contrast is None else [actions, contrast.actions]
+        errors = self._denoising_errors(latents, action_sets, generator, noise_level)
+        if contrast is None:
+            return errors[0].mean()
+        recorded, altered = errors
+        # Relative to the recorded loss, so the margin means the same at every noise level and training stage.
+        gap = (altered - recorded) / recorded.detach().clamp_min(1e-8)
+        return recorded.mean() + contrast.weight * F.relu(contrast.margin - gap).mean()
+
+    def _denoising_errors(self, latents: torch.Tensor, action_sets: list[torch.Tensor],
+                          generator: torch.Generator | None, noise_level: float | None) -> list[torch.Tensor]:
+        """Per-window mean squared velocity error on the generated frames, (B,) for each action set, all from
+        the same t, noise and memory noise (one denoiser call over the stacked sets)."""
         b = latents.shape[0]
         n_ctx = self.context_latent_frames
         dev = latents.device
@@ -364,8 +388,11 @@ class WorldModel(nn.Module):
         sigma = (rand(b) * self.config.memory_noise_max).view(b, 1, 1, 1, 1)
         noisy_memory = (1 - sigma) * memory + sigma * randn_like(memory)
         frame_t = torch.cat([torch.zeros(b, n_ctx, device=dev), t.view(b, 1).expand(b, chunk.shape[2])], dim=1)
-        velocity = self.denoiser(torch.cat([anchor, noisy_memory, noisy_chunk], dim=2), frame_t, actions)
-        return F.mse_loss(velocity[:, :, n_ctx:].float(), (noise - chunk).float())
+        copies = len(action_sets)
+        window = torch.cat([anchor, noisy_memory, noisy_chunk], dim=2).repeat(copies, 1, 1, 1, 1)
+        velocity = self.denoiser(window, frame_t.repeat(copies, 1), torch.cat(action_sets))
+        error = (velocity[:, :, n_ctx:].float() - (noise - chunk).float().repeat(copies, 1, 1, 1, 1)) ** 2
+        return list(error.flatten(1).mean(dim=1).split(b))
 
 
 def codec_is_frame_wise(directory: str | Path) -> bool:

@@ -57,7 +57,7 @@ from wovr_core.world_model.data import (
 )
 from wovr_core.world_model.evaluate import rollout_open_loop
 from wovr_core.world_model.metrics import psnr
-from wovr_core.world_model.model import WorldModel, without_commands
+from wovr_core.world_model.model import ActionContrast, WorldModel, without_commands
 from wovr_core.world_model.visualize import frame_grid, side_by_side, stack_rows, write_mp4
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,14 @@ def drop_commands(actions: torch.Tensor, rng: np.random.Generator, share: float,
     dropout: the model also learns what it predicts without a command, which action guidance needs)."""
     drop = torch.as_tensor(rng.random(len(actions)) < share, device=actions.device).view(-1, 1, 1)
     return torch.where(drop, without_commands(actions, context_frames), actions)
+
+
+def reverse_chunk_translation(actions: torch.Tensor, context_frames: int) -> torch.Tensor:
+    """The (B, N, 7) normalized window actions with the generated chunk's translation commands negated: the
+    arm told to move the other way from the same frames (the action contrast's altered actions)."""
+    reversed_actions = actions.clone()
+    reversed_actions[:, context_frames:, :3] *= -1
+    return reversed_actions
 
 
 # ------------------------------------------------------------------------------------------- run setup
@@ -450,8 +458,12 @@ class WorldModelTrainer:
                 latents, actions = source.batch(rng, cfg.batch_size)
                 if cfg.action_dropout > 0:
                     actions = drop_commands(actions, rng, cfg.action_dropout, model.config.context_frames)
+                contrast = None
+                if cfg.action_contrast > 0:
+                    contrast = ActionContrast(reverse_chunk_translation(actions, model.config.context_frames),
+                                              cfg.action_contrast, cfg.action_contrast_margin)
                 with self.accelerator.autocast():
-                    loss = model_p(latents, actions, gen)
+                    loss = model_p(latents, actions, gen, contrast)
                 optimizer.zero_grad(set_to_none=True)
                 self.accelerator.backward(loss)
                 self.accelerator.clip_grad_norm_(model.denoiser.parameters(), cfg.grad_clip)
